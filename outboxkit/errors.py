@@ -1,0 +1,38 @@
+"""Exceptions raised by outboxkit. Each message says what to fix."""
+
+from __future__ import annotations
+
+
+class OutboxError(Exception):
+    """Base class of every outboxkit error."""
+
+
+class InvalidMessageError(OutboxError, ValueError):
+    """A message was rejected before anything was written."""
+
+
+class ConfigurationError(OutboxError, ValueError):
+    """Settings, DSNs, identifiers or plugin names are wrong."""
+
+
+class PluginNotFoundError(ConfigurationError):
+    """No installed plugin has the requested name."""
+
+
+class SchemaMissingError(OutboxError):
+    """The outbox schema does not exist or is outdated: run `outboxkit migrate`."""
+
+
+class LeaseLostError(OutboxError):
+    """The shard lease is no longer held by this relay (expired or taken over).
+
+    Raised when a fenced operation (ack, retry, dead-letter) is refused.
+    """
+
+
+class StoreUnavailableError(OutboxError):
+    """The store's database cannot be reached."""
+
+
+class PublisherUnavailableError(OutboxError):
+    """The broker cannot be reached."""

@@ -1,0 +1,1 @@
+"""Conformance suites for store and publisher plugins."""
