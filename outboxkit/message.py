@@ -73,7 +73,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("aggregate_type", "aggregate_id", "event_type"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
-                raise InvalidMessageError(f"Message.{name} must be a non-empty string, got {value!r}")
+                raise InvalidMessageError(
+                    f"Message.{name} must be a non-empty string, got {value!r}"
+                )
         if not isinstance(self.payload, bytes):
             raise InvalidMessageError(
                 f"Message.payload must be bytes, got {type(self.payload).__name__}; "
@@ -82,7 +84,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
         for field_name in ("topic", "key"):
             value = getattr(self, field_name)
             if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidMessageError(f"Message.{field_name} must be a non-empty string or None")
+                raise InvalidMessageError(
+                    f"Message.{field_name} must be a non-empty string or None"
+                )
         if not isinstance(self.headers, dict):
             raise InvalidMessageError("Message.headers must be a dict of str to str")
         for k, v in self.headers.items():
