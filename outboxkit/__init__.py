@@ -25,6 +25,8 @@ from outboxkit.protocols import (
     Store,
     StoreStatus,
 )
+from outboxkit.relay import ShardedRelay
+from outboxkit.relay_settings import RelaySettings
 from outboxkit.sharding import shard_of
 
 __all__ = [
@@ -44,7 +46,9 @@ __all__ = [
     "Publisher",
     "PublisherUnavailableError",
     "Relay",
+    "RelaySettings",
     "SchemaMissingError",
+    "ShardedRelay",
     "Store",
     "StoreStatus",
     "StoreUnavailableError",
