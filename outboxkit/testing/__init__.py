@@ -1,1 +1,31 @@
-"""Conformance suites for store and publisher plugins."""
+"""Conformance suites for store and publisher plugins (needs the ``testing`` extra: pytest).
+
+Subclass :class:`StoreConformance` or :class:`PublisherConformance` in your plugin's tests
+and provide the fixtures their docstrings list; every inherited test then runs against your
+real backend.
+"""
+
+from __future__ import annotations
+
+from outboxkit.testing.helpers import (
+    aggregates_in_shard,
+    ids_by_aggregate,
+    make_message,
+    order_by_aggregate,
+    unique_name,
+)
+from outboxkit.testing.publisher_suite import Consume, PublisherConformance, ReceivedRecord
+from outboxkit.testing.store_suite import StoreConformance, WriteMessages
+
+__all__ = [
+    "Consume",
+    "PublisherConformance",
+    "ReceivedRecord",
+    "StoreConformance",
+    "WriteMessages",
+    "aggregates_in_shard",
+    "ids_by_aggregate",
+    "make_message",
+    "order_by_aggregate",
+    "unique_name",
+]
