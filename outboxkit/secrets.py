@@ -15,14 +15,15 @@ def mask_dsn(dsn: str) -> str:
     masked = _KV_PASSWORD.sub(r"\1***", dsn)
     try:
         parts = urlsplit(masked)
+        password, port_number = parts.password, parts.port
     except ValueError:
         return "<unparseable DSN>"
-    if parts.password is None:
+    if password is None:
         return masked
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{port_number}" if port_number else ""
     netloc = f"{user}:***@{host}{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

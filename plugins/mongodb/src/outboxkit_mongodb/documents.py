@@ -1,0 +1,186 @@
+"""Relay-side operations on the outbox arrays of aggregate documents."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from outboxkit.message import Message
+from outboxkit.protocols import Envelope
+from outboxkit_mongodb.entries import decode_entry, encode_entry, make_ref, parse_ref
+from outboxkit_mongodb.names import OutboxFields
+from outboxkit_mongodb.schema import Schema
+from outboxkit_mongodb.writer import outbox_update
+
+__all__ = ["Outboxes"]
+
+
+def by_document(envelopes: Iterable[Envelope]) -> dict[str, dict[Any, list[Envelope]]]:
+    """Envelopes grouped by collection, then document ``_id`` (input order kept)."""
+    grouped: dict[str, dict[Any, list[Envelope]]] = defaultdict(dict)
+    for envelope in envelopes:
+        collection, doc_id = parse_ref(envelope.ref)
+        grouped[collection].setdefault(doc_id, []).append(envelope)
+    return grouped
+
+
+class Outboxes:
+    """Claims, removes and reschedules entries of the configured aggregate collections."""
+
+    def __init__(self, schema: Schema) -> None:
+        self._schema = schema
+        self._fields: OutboxFields = schema.fields
+        # Positions only need to grow within a shard in publish order: a per-store counter
+        # that starts at the current microsecond grows across claims and restarts.
+        self._positions = itertools.count(time.time_ns() // 1000)
+
+    def claim_filter(self, shard: int, now: datetime) -> dict[str, Any]:
+        """Documents of ``shard`` with pending entries that are not in retry backoff."""
+        f = self._fields
+        return {f.shard: shard, f.pending: True, f.due: {"$not": {"$gt": now}}}
+
+    @property
+    def claim_sort(self) -> list[tuple[str, int]]:
+        return [(self._fields.since, 1), ("_id", 1)]
+
+    async def claim(self, shard: int, limit: int, now: datetime) -> list[Envelope]:
+        """Up to ``limit`` entries of due documents in ``shard``.
+
+        Each document's entries come in array order (its commit order); the documents'
+        sequences are interleaved oldest message first (``created_at``, then id), which is
+        the write order when the writers share a clock. Documents are read oldest pending
+        first (``<f>_since``) through the claim index.
+        """
+        f = self._fields
+        sequences: list[list[tuple[tuple[datetime, str], Message, int, str]]] = []
+        for name in self._schema.collections:
+            cursor = (
+                self._schema.aggregates(name)
+                .find(self.claim_filter(shard, now), {f.array: 1, f.retry: 1})
+                .sort(self.claim_sort)
+                .limit(limit)
+            )
+            async for doc in cursor:
+                attempts: dict[str, int] = doc.get(f.retry) or {}
+                ref = make_ref(name, doc["_id"])
+                entries = []
+                for raw in (doc.get(f.array) or [])[:limit]:
+                    message = decode_entry(raw)
+                    key = (message.created_at, raw["id"])
+                    entries.append((key, message, int(attempts.get(raw["id"], 0)), ref))
+                sequences.append(entries)
+        merged = heapq.merge(*sequences, key=lambda entry: entry[0])
+        return [
+            Envelope(
+                message=message,
+                shard=shard,
+                position=next(self._positions),
+                attempts=attempts,
+                ref=ref,
+            )
+            for _, message, attempts, ref in itertools.islice(merged, limit)
+        ]
+
+    async def remove(
+        self, envelopes: Sequence[Envelope], session: AsyncClientSession | None
+    ) -> None:
+        """Remove exactly these entries (``$pullAll`` of their stored values); clear the
+        markers of documents whose outbox became empty (a conditional single-document
+        update, so entries appended meanwhile keep their document pending)."""
+        f = self._fields
+        for name, docs in by_document(envelopes).items():
+            coll = self._schema.aggregates(name)
+            current = await coll.find(
+                {"_id": {"$in": list(docs)}}, {f.array: 1}, session=session
+            ).to_list()
+            ops = []
+            for doc in current:
+                ids = {str(e.message.id) for e in docs.get(doc["_id"], [])}
+                stored = [raw for raw in doc.get(f.array) or [] if raw.get("id") in ids]
+                if stored:
+                    ops.append(
+                        UpdateOne(
+                            {"_id": doc["_id"]},
+                            {
+                                "$pullAll": {f.array: stored},
+                                "$unset": {f"{f.retry}.{i}": "" for i in ids},
+                            },
+                        )
+                    )
+            if ops:
+                await coll.bulk_write(ops, ordered=False, session=session)
+            await coll.update_many(
+                {"_id": {"$in": list(docs)}, f.pending: True, f.array: {"$size": 0}},
+                {"$unset": f.cleared_when_empty},
+                session=session,
+            )
+
+    async def reschedule(
+        self,
+        envelopes: Sequence[Envelope],
+        error: str,
+        due: datetime,
+        session: AsyncClientSession | None,
+    ) -> None:
+        """Count a failed attempt per entry and block each document until ``due``."""
+        f = self._fields
+        for name, docs in by_document(envelopes).items():
+            ops = [
+                UpdateOne(
+                    {"_id": doc_id, f.pending: True},
+                    {
+                        "$inc": {f"{f.retry}.{e.message.id}": 1 for e in items},
+                        "$set": {f.due: due, f.error: error},
+                    },
+                )
+                for doc_id, items in docs.items()
+            ]
+            await self._schema.aggregates(name).bulk_write(ops, ordered=False, session=session)
+
+    async def append(self, collection: str, doc_id: Any, message: Message, shard: int) -> bool:
+        """Append ``message`` to an existing document's outbox (replay); False if it is gone."""
+        result = await self._schema.aggregates(collection).update_one(
+            {"_id": doc_id}, outbox_update(self._fields, shard, [message])
+        )
+        return result.matched_count > 0
+
+    async def backlog(self, now: datetime) -> tuple[int, float | None]:
+        """Pending entries in all collections and the age of the oldest (by its write time)."""
+        f = self._fields
+        count = 0
+        oldest: datetime | None = None
+        for name in self._schema.collections:
+            cursor = self._schema.aggregates(name).find({f.pending: True}, {f.array: 1})
+            async for doc in cursor:
+                for raw in doc.get(f.array) or []:
+                    count += 1
+                    created = decode_entry(raw).created_at
+                    oldest = created if oldest is None else min(oldest, created)
+        age = None if oldest is None else max(0.0, (now - oldest) / timedelta(seconds=1))
+        return count, age
+
+
+def dead_letter_document(
+    envelope: Envelope, error: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filter, replacement) upserting the dead letter of ``envelope``."""
+    collection, doc_id = parse_ref(envelope.ref)
+    key = {"_id": str(envelope.message.id)}
+    return key, {
+        **key,
+        "entry": encode_entry(envelope.message),
+        "collection": collection,
+        "doc_id": doc_id,
+        "shard": envelope.shard,
+        "error": error,
+        "attempts": envelope.attempts + 1,
+        "failed_at": now,
+    }

@@ -1,0 +1,290 @@
+"""``MongoStore``: the relay side of the embedded outbox (implements ``outboxkit.protocols.Store``).
+
+Fencing: ``ack``, ``retry`` and ``dead_letter`` first check (and touch) the lease document,
+then change the aggregate documents. On a replica set or sharded cluster both happen in one
+transaction (``fencing == "transaction"``). On servers without transactions (FerretDB 1.x, a
+standalone mongod) they are two steps (``fencing == "check-then-write"``): a lease that expires
+in the few milliseconds between the check and the single-document updates can still see its
+ack applied. That window cannot cause loss: acks remove entries by their stored value, so the
+worst case is that the new owner publishes an entry again (a duplicate, as around any fault).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pymongo import AsyncMongoClient, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import ConfigurationError as PyMongoConfigurationError
+from pymongo.errors import InvalidURI, PyMongoError
+
+from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.secrets import mask_dsn
+from outboxkit_mongodb.documents import Outboxes, dead_letter_document
+from outboxkit_mongodb.entries import as_utc, decode_entry
+from outboxkit_mongodb.leases import Leases
+from outboxkit_mongodb.names import OutboxFields, check_collection, check_field
+from outboxkit_mongodb.schema import Schema
+from outboxkit_mongodb.server import ServerInfo, detect
+from outboxkit_mongodb.settings import MongoSettings
+from outboxkit_mongodb.wakeup import Wakeup
+
+__all__ = ["MongoStore"]
+
+log = logging.getLogger("outboxkit.mongodb")
+
+Body = Callable[[AsyncClientSession | None, datetime], Awaitable[None]]
+
+
+_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
+
+
+def masked(url: str) -> str:
+    """``url`` with its password replaced by ``***``, even when the URL is malformed."""
+    try:
+        return mask_dsn(url)
+    except ValueError:
+        return _PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a driver error) without the password of ``url``."""
+    found = _PASSWORD.search(url)
+    return text.replace(found.group(1), "***") if found and found.group(1) else text
+
+
+def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
+    """A client for ``settings.url``; errors name the URL with its password masked."""
+    url = settings.url
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigurationError(
+            f"mongodb url {masked(url)!r} must start with mongodb:// or mongodb+srv://"
+        )
+    try:
+        return AsyncMongoClient(
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=int(settings.server_selection_timeout * 1000),
+            connect=False,
+        )
+    except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
+        raise ConfigurationError(
+            f"bad mongodb url {masked(url)!r}: {scrub(str(exc), url)}"
+        ) from None
+
+
+class MongoStore:
+    """Relay side of the MongoDB embedded outbox; see the module docs for fencing."""
+
+    def __init__(self, settings: MongoSettings) -> None:
+        self.settings = settings
+        self.fields = OutboxFields(settings.outbox_field)
+        if settings.aggregate_field != "_id":
+            check_field(settings.aggregate_field, "aggregate field")
+        for name in settings.collections:
+            check_collection(name, "aggregate collection")
+        check_collection(f"{settings.collection_prefix}meta", "collection prefix")
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._shard_count: int | None = None
+        self.server: ServerInfo | None = None
+        self.wakeup = Wakeup(settings.poll_interval)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def shard_count(self) -> int:
+        if self._shard_count is None:
+            raise RuntimeError("MongoStore.shard_count is known after open()")
+        return self._shard_count
+
+    @property
+    def fencing(self) -> str:
+        """``"transaction"`` or ``"check-then-write"`` (known after open/migrate)."""
+        return self.server.fencing if self.server else "unknown"
+
+    async def _connect(self) -> Schema:
+        if self._client is None:
+            self._client = connect(self.settings)
+        db = self._client[self.settings.database]
+        try:
+            self.server = await detect(db)
+        except PyMongoError as exc:
+            await self.close()
+            raise StoreUnavailableError(
+                f"cannot reach the MongoDB server at {masked(self.settings.url)}: "
+                f"{scrub(str(exc), self.settings.url)}"
+            ) from None
+        schema = Schema(
+            db, self.fields, tuple(self.settings.collections), self.settings.collection_prefix
+        )
+        self._schema = schema
+        self._leases = Leases(db, schema)
+        self._outboxes = Outboxes(schema)
+        return schema
+
+    async def open(self) -> None:
+        if not self.settings.collections:
+            raise ConfigurationError(
+                "no aggregate collections configured: set --mongodb-collections (e.g. "
+                "orders,customers) to the collections whose documents hold outboxes"
+            )
+        schema = await self._connect()
+        self._shard_count = await schema.check()
+        await self.wakeup.start(
+            schema.db, list(schema.collections), self.fields, self.settings.change_streams
+        )
+        assert self.server is not None
+        log.info(
+            "mongodb store open: %s, %d shards, fencing by %s, wake-up by %s",
+            self.server.description,
+            self._shard_count,
+            self.server.fencing,
+            self.wakeup.mode,
+        )
+
+    async def close(self) -> None:
+        await self.wakeup.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def migrate(self, shard_count: int | None = None) -> None:
+        schema = await self._connect()
+        self._shard_count = await schema.migrate(shard_count or self.settings.shard_count)
+
+    # -- leases ---------------------------------------------------------------------------
+    async def heartbeat(self, owner: str, ttl: float) -> list[str]:
+        return await self._leases.heartbeat(owner, ttl)
+
+    async def leave(self, owner: str) -> None:
+        await self._leases.leave(owner)
+
+    async def leases(self) -> list[LeaseInfo]:
+        return await self._leases.all()
+
+    async def acquire(self, owner: str, shard: int, ttl: float) -> Lease | None:
+        if not 0 <= shard < self.shard_count:
+            raise ValueError(f"shard {shard} is out of range 0..{self.shard_count - 1}")
+        return await self._leases.acquire(owner, shard, ttl)
+
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        return await self._leases.renew(leases, ttl)
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        await self._leases.release(leases)
+
+    # -- messages -------------------------------------------------------------------------
+    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+        if limit < 1:
+            return []
+        return await self._outboxes.claim(lease.shard, limit, await self._leases.now())
+
+    async def _fenced(self, lease: Lease, body: Body) -> None:
+        """Run ``body`` only while ``lease`` is held (in one transaction where supported)."""
+        if self.server is not None and self.server.transactions:
+            assert self._client is not None
+            async with self._client.start_session() as session:
+
+                async def run(s: AsyncClientSession) -> None:
+                    await body(s, await self._leases.fence(lease, s))
+
+                await session.with_transaction(run)
+        else:
+            await body(None, await self._leases.fence(lease, None))
+
+    async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+
+        async def body(session: AsyncClientSession | None, now: datetime) -> None:
+            await self._outboxes.remove(envelopes, session)
+
+        await self._fenced(lease, body)
+
+    async def retry(
+        self, lease: Lease, envelopes: Sequence[Envelope], error: str, delay: float
+    ) -> None:
+        if not envelopes:
+            return
+
+        async def body(session: AsyncClientSession | None, now: datetime) -> None:
+            due = now + timedelta(seconds=max(0.0, delay))
+            await self._outboxes.reschedule(envelopes, error, due, session)
+
+        await self._fenced(lease, body)
+
+    async def dead_letter(self, lease: Lease, envelopes: Sequence[Envelope], error: str) -> None:
+        if not envelopes:
+            return
+
+        async def body(session: AsyncClientSession | None, now: datetime) -> None:
+            ops = [
+                ReplaceOne(key, doc, upsert=True)
+                for key, doc in (dead_letter_document(e, error, now) for e in envelopes)
+            ]
+            await self._schema.dead_letters.bulk_write(ops, ordered=False, session=session)
+            await self._outboxes.remove(envelopes, session)
+
+        await self._fenced(lease, body)
+
+    async def wait(self, timeout: float) -> None:
+        await self.wakeup.wait(timeout)
+
+    # -- operations -----------------------------------------------------------------------
+    async def status(self) -> StoreStatus:
+        now = await self._leases.now()
+        pending, oldest_age = await self._outboxes.backlog(now)
+        return StoreStatus(
+            pending=pending,
+            oldest_pending_age=oldest_age,
+            dead_letters=await self._schema.dead_letters.count_documents({}),
+            shard_count=self.shard_count,
+            instances=sorted(
+                str(d["_id"])
+                for d in await self._schema.instances.find(
+                    {"expires_at": {"$gt": now}}, {"_id": 1}
+                ).to_list()
+            ),
+            leases=await self._leases.all(),
+        )
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        docs = (
+            await self._schema.dead_letters.find({})
+            .sort([("failed_at", 1), ("_id", 1)])
+            .limit(limit)
+            .to_list()
+        )
+        return [
+            DeadLetter(
+                message=decode_entry(doc["entry"]),
+                shard=int(doc["shard"]),
+                error=str(doc["error"]),
+                attempts=int(doc["attempts"]),
+                failed_at=as_utc(doc["failed_at"]),
+            )
+            for doc in docs
+        ]
+
+    async def replay(self, ids: Sequence[UUID] | None = None) -> int:
+        query: dict[str, Any] = {} if ids is None else {"_id": {"$in": [str(i) for i in ids]}}
+        dead = self._schema.dead_letters
+        replayed = 0
+        async for doc in dead.find(query).sort([("failed_at", 1), ("_id", 1)]):
+            message = decode_entry(doc["entry"])
+            if await self._outboxes.append(doc["collection"], doc["doc_id"], message, doc["shard"]):
+                await dead.delete_one({"_id": doc["_id"]})
+                replayed += 1
+            else:
+                log.warning(
+                    "dead letter %s not replayed: document %r of %r no longer exists",
+                    doc["_id"],
+                    doc["doc_id"],
+                    doc["collection"],
+                )
+        return replayed
