@@ -1,0 +1,268 @@
+"""The NATS JetStream publisher.
+
+Each message is published to the subject its routing template gives, with ``Nats-Msg-Id``
+set to the message id, so JetStream drops a re-publish inside the stream's duplicate window;
+it counts as delivered only once the JetStream PubAck arrives (a duplicate ack gives
+``Delivered(duplicate=True)``).
+
+Order: at most one publish per aggregate awaits its PubAck at any time, many aggregates in
+parallel (at most ``max_in_flight``). Once a message of an aggregate fails, the later ones of
+that aggregate in the same call are not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from outboxkit.errors import InvalidMessageError, PublisherUnavailableError
+from outboxkit.message import Message, broker_headers, route
+from outboxkit.protocols import Delivered, Failed, Outcome
+from outboxkit_nats.connection import connect, mask_servers
+from outboxkit_nats.errors import StreamNotFoundError, classify, no_stream, permission_denied
+from outboxkit_nats.settings import NatsSettings
+from outboxkit_nats.subjects import check_subject, wire_size
+
+__all__ = ["NatsPublisher", "PublisherStats"]
+
+log = logging.getLogger("outboxkit.nats")
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
+CONTENT_TYPE_HEADER = "Content-Type"
+
+_PUBLISH_DENIED = re.compile(r"permissions violation for publish to \"?([^\"\s']+)", re.I)
+
+
+@dataclass
+class PublisherStats:
+    """Counters since the publisher was created."""
+
+    delivered: int = 0
+    """Messages acknowledged by JetStream, duplicates included."""
+    duplicates: int = 0
+    """Acknowledged as duplicates: JetStream had the ``Nats-Msg-Id`` already."""
+    failed: int = 0
+    """Non-retriable failures (the relay dead-letters them)."""
+    retriable_failures: int = 0
+    """Retriable failures (timeouts, disconnects, JetStream 5xx)."""
+    not_sent: int = 0
+    """Messages held back because an earlier one of their aggregate failed."""
+
+
+class NatsPublisher:
+    """Publishes outbox messages to NATS JetStream (see the module docs)."""
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+        self.stats = PublisherStats()
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._limiter = anyio.CapacityLimiter(settings.max_in_flight)
+        self._reopen = anyio.Lock()
+        self._denied: dict[str, str] = {}
+        self._last_error = ""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and check the configured stream exists.
+
+        Raises ``PublisherUnavailableError`` naming the servers (credentials masked) if they
+        cannot be reached or refuse the credentials, :class:`StreamNotFoundError` if the
+        configured stream does not exist.
+        """
+        if self._client is not None and not self._client.is_closed:
+            return
+        client = await connect(self.settings, self._on_error)
+        try:
+            js = client.jetstream(timeout=self.settings.publish_timeout)
+            await self._check_stream(js)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+            raise
+        self._client, self._js = client, js
+
+    async def close(self) -> None:
+        """Flush buffered publishes and disconnect. Idempotent."""
+        client, self._client, self._js = self._client, None, None
+        if client is None or client.is_closed:
+            return
+        timeout = self.settings.publish_timeout
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * timeout + 1):
+            try:
+                await client.flush(timeout=math.ceil(timeout))
+            except Exception as exc:
+                log.warning("NATS flush on close failed: %s", exc)
+            await client.close()
+
+    async def _check_stream(self, js: JetStreamContext) -> None:
+        """Check JetStream answers and, if configured, that the stream exists."""
+        stream = self.settings.stream
+        servers = mask_servers(self.settings.servers)
+        try:
+            if stream is None:
+                await js.account_info()
+            else:
+                await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            raise StreamNotFoundError(
+                f"JetStream stream {stream!r} does not exist on {servers}: create it "
+                "(e.g. `nats stream add`) or fix the stream setting"
+            ) from None
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            raise PublisherUnavailableError(
+                f"JetStream does not answer on {servers}: is it enabled (nats-server -js)?"
+            ) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise PublisherUnavailableError(
+                f"cannot query JetStream (stream {stream!r}) on {servers}: {exc}"
+            ) from exc
+
+    async def _jetstream(self) -> JetStreamContext:
+        """The JetStream context, reconnecting if the connection was closed under us."""
+        if self._client is None or self._js is None:
+            raise PublisherUnavailableError("the NATS publisher is not open: call open() first")
+        if self._client.is_closed:
+            async with self._reopen:
+                if self._client is not None and self._client.is_closed:
+                    reason = self._client.last_error
+                    log.warning("NATS connection was closed (%s); reconnecting", reason)
+                    await self.open()
+        assert self._js is not None
+        return self._js
+
+    async def _on_error(self, exc: Exception) -> None:
+        match = _PUBLISH_DENIED.search(str(exc))
+        if match:
+            self._denied[match.group(1)] = str(exc).removeprefix("nats: ")
+        # While a server is down the same error repeats at every reconnect attempt.
+        text = str(exc) or type(exc).__name__
+        log.log(logging.DEBUG if text == self._last_error else logging.WARNING, "NATS: %s", text)
+        self._last_error = text
+
+    # -- publishing -----------------------------------------------------------------------
+    async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Publish ``messages``; one outcome each, in order (see the module docs)."""
+        if not messages:
+            return []
+        try:
+            js = await self._jetstream()
+        except PublisherUnavailableError as exc:
+            self.stats.retriable_failures += len(messages)
+            return [Failed(f"NATS unavailable: {exc}", retriable=True)] * len(messages)
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        by_aggregate: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_aggregate.setdefault(message.aggregate_id, []).append(index)
+        async with anyio.create_task_group() as tg:
+            for indexes in by_aggregate.values():
+                tg.start_soon(self._publish_aggregate, js, messages, indexes, outcomes)
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    async def _publish_aggregate(
+        self,
+        js: JetStreamContext,
+        messages: Sequence[Message],
+        indexes: list[int],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Publish one aggregate's messages one after the other, stopping at a failure."""
+        failed: Message | None = None
+        for index in indexes:
+            message = messages[index]
+            if failed is not None:
+                self.stats.not_sent += 1
+                outcomes[index] = Failed(
+                    f"not sent: earlier message {failed.id} of aggregate "
+                    f"{message.aggregate_id!r} failed",
+                    retriable=True,
+                )
+                continue
+            async with self._limiter:
+                outcome = await self._publish_one(js, message)
+            outcomes[index] = outcome
+            if isinstance(outcome, Failed):
+                failed = message
+
+    async def _publish_one(self, js: JetStreamContext, message: Message) -> Outcome:
+        try:
+            subject, headers = self._prepare(message)
+        except InvalidMessageError as exc:
+            return self._count(Failed(str(exc), retriable=False))
+        timeout = self.settings.publish_timeout
+        try:
+            ack = await js.publish(subject, message.payload, timeout=timeout, headers=headers)
+        except Exception as exc:
+            return self._count(await self._failure(js, exc, subject))
+        self._denied.pop(subject, None)
+        return self._count(Delivered(duplicate=bool(ack.duplicate)))
+
+    def _prepare(self, message: Message) -> tuple[str, dict[str, str]]:
+        """Subject and headers of ``message``; InvalidMessageError if it cannot be sent."""
+        subject = check_subject(route(message, self.settings.subject_template))
+        headers = dict(broker_headers(message))
+        headers[CONTENT_TYPE_HEADER] = message.content_type
+        headers[MSG_ID_HEADER] = str(message.id)
+        if self.settings.stream is not None:
+            headers[EXPECTED_STREAM_HEADER] = self.settings.stream
+        assert self._client is not None
+        limit = self._client.max_payload
+        size = wire_size(message.payload, headers)
+        if size > limit:
+            raise InvalidMessageError(
+                f"message {message.id} to {subject!r} is {size} bytes with its headers, over "
+                f"the NATS server's max_payload of {limit}: store large data elsewhere and "
+                "reference it, or raise max_payload on the server"
+            )
+        return subject, headers
+
+    async def _failure(self, js: JetStreamContext, exc: Exception, subject: str) -> Failed:
+        timeout = self.settings.publish_timeout
+        if isinstance(exc, TimeoutError) and subject in self._denied:
+            return permission_denied(subject, self._denied[subject])
+        if isinstance(exc, nats.js.errors.NoStreamResponseError):
+            return await self._confirm_no_stream(js, subject)
+        failure = classify(exc, subject, timeout)
+        if failure.retriable:
+            log.debug("retriable NATS publish failure: %s", failure.error)
+        return failure
+
+    async def _confirm_no_stream(self, js: JetStreamContext, subject: str) -> Failed:
+        """No responders may also mean JetStream is not up yet: ask its API to be sure."""
+        try:
+            await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return no_stream(subject)
+        except Exception as exc:
+            return Failed(
+                f"no JetStream responder for {subject!r} and its API does not answer "
+                f"({type(exc).__name__}: {exc}); JetStream may be starting",
+                retriable=True,
+            )
+        return Failed(
+            f"no JetStream responder for {subject!r} although a stream captures it; "
+            "JetStream may be recovering",
+            retriable=True,
+        )
+
+    def _count(self, outcome: Outcome) -> Outcome:
+        stats = self.stats
+        if isinstance(outcome, Delivered):
+            stats.delivered += 1
+            stats.duplicates += outcome.duplicate
+        elif outcome.retriable:
+            stats.retriable_failures += 1
+        else:
+            stats.failed += 1
+        return outcome
