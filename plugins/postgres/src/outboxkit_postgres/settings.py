@@ -1,0 +1,36 @@
+"""Settings of the ``pg`` store (flags ``--pg-*``, env ``OUTBOXKIT_PG_*``, TOML ``[pg]``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES
+
+__all__ = ["PostgresSettings"]
+
+
+class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Where the outbox table lives and how the relay talks to it."""
+
+    dsn: Annotated[
+        str,
+        msgspec.Meta(description="PostgreSQL DSN (its password is masked in logs and errors)"),
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres"
+    schema: Annotated[str, msgspec.Meta(description="schema of the outbox tables")] = "public"
+    table: Annotated[str, msgspec.Meta(description="name of the outbox table")] = "outbox"
+    shard_count: Annotated[
+        int, msgspec.Meta(ge=1, le=4096, description="shards, fixed by the first migrate")
+    ] = 64
+    pool_min: Annotated[int, msgspec.Meta(ge=1, description="relay pool: idle connections")] = 2
+    pool_max: Annotated[int, msgspec.Meta(ge=2, description="relay pool: max connections")] = 10
+    notify: Annotated[
+        bool, msgspec.Meta(description="wake the relay with LISTEN/NOTIFY (else poll only)")
+    ] = True
+    connect_timeout: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds to wait for a connection")
+    ] = 10.0
+    max_payload_bytes: Annotated[
+        int, msgspec.Meta(ge=1, description="largest payload the writer accepts")
+    ] = DEFAULT_MAX_PAYLOAD_BYTES

@@ -1,0 +1,242 @@
+"""The relay side of the ``pg`` store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import anyio
+import asyncpg
+
+from outboxkit.errors import (
+    ConfigurationError,
+    LeaseLostError,
+    SchemaMissingError,
+    StoreUnavailableError,
+)
+from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.secrets import mask_dsn
+from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
+from outboxkit_postgres.listener import Listener
+from outboxkit_postgres.migrations import LATEST_VERSION, migrate
+from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.settings import PostgresSettings
+
+__all__ = ["PostgresStore"]
+
+
+def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
+    return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
+
+
+class PostgresStore:
+    """:class:`~outboxkit.protocols.Store` on a PostgreSQL outbox table (asyncpg).
+
+    Messages are claimed through the ``(shard, seq)`` primary key; acks, retries and dead
+    letters are single statements that lock and check the lease row first (fencing).
+    Lease and heartbeat calls use a pool of their own, so busy claims never starve them.
+    """
+
+    def __init__(self, settings: PostgresSettings | None = None) -> None:
+        self._settings = settings or PostgresSettings()
+        self._names = OutboxNames(self._settings.schema, self._settings.table)
+        self._q = {name: self._names.render(sql) for name, sql in query_texts().items()}
+        self._pool: asyncpg.Pool | None = None
+        self._lease_pool: asyncpg.Pool | None = None
+        self._listener: Listener | None = None
+        self._shard_count: int | None = None
+
+    @property
+    def shard_count(self) -> int:
+        """The shard count fixed at migration (after :meth:`open` or :meth:`migrate`)."""
+        if self._shard_count is None:
+            raise RuntimeError("PostgresStore.shard_count is known after open()")
+        return self._shard_count
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        reason = str(exc).replace(self._settings.dsn, mask_dsn(self._settings.dsn))
+        return StoreUnavailableError(
+            f"cannot connect to PostgreSQL at {mask_dsn(self._settings.dsn)}: "
+            f"{type(exc).__name__}: {reason}"
+        )
+
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(self._settings.dsn, timeout=self._settings.connect_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+            raise self._unavailable(exc) from None
+
+    async def _create_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                self._settings.dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=self._settings.connect_timeout,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+            raise self._unavailable(exc) from None
+        return pool
+
+    async def migrate(self, shard_count: int | None = None) -> None:
+        """Create or upgrade the schema (re-runnable); the first run fixes the shard count."""
+        conn = await self._connect()
+        try:
+            self._shard_count = await migrate(
+                conn, self._names, shard_count or self._settings.shard_count
+            )
+        finally:
+            await conn.close()
+
+    async def open(self) -> None:
+        """Connect and check the schema; raise ``SchemaMissingError`` with the fix if absent."""
+        if self._settings.pool_min > self._settings.pool_max:
+            raise ConfigurationError("pg pool_min must not exceed pool_max")
+        conn = await self._connect()
+        try:
+            version = await conn.fetchval(self._q["schema_version"])
+            self._shard_count = await conn.fetchval(self._q["shard_count"])
+        except asyncpg.UndefinedTableError:
+            raise SchemaMissingError(
+                f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
+            ) from None
+        finally:
+            await conn.close()
+        if version is None or int(version) < LATEST_VERSION:
+            raise SchemaMissingError(
+                f"outbox {self._names.qualified} is at schema version {version}, "
+                f"this outboxkit needs {LATEST_VERSION}: run `outboxkit migrate --store pg`"
+            )
+        self._pool = await self._create_pool(self._settings.pool_min, self._settings.pool_max)
+        self._lease_pool = await self._create_pool(1, 2)
+        if self._settings.notify:
+            self._listener = Listener(
+                self._settings.dsn, self._names.channel, self._settings.connect_timeout
+            )
+
+    async def close(self) -> None:
+        """Close the pools and the LISTEN connection. Idempotent."""
+        listener, self._listener = self._listener, None
+        pools = [p for p in (self._pool, self._lease_pool) if p is not None]
+        self._pool = self._lease_pool = None
+        with anyio.CancelScope(shield=True):
+            if listener is not None:
+                await listener.close()
+            for pool in pools:
+                await pool.close()
+
+    def _main(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresStore is not open: call open() first")
+        return self._pool
+
+    def _leasing(self) -> asyncpg.Pool:
+        if self._lease_pool is None:
+            raise RuntimeError("PostgresStore is not open: call open() first")
+        return self._lease_pool
+
+    # -- instances and leases ---------------------------------------------------------------
+    async def heartbeat(self, owner: str, ttl: float) -> list[str]:
+        """Mark ``owner`` alive for ``ttl`` s (database clock); return the live instances."""
+        rows = await self._leasing().fetch(self._q["heartbeat"], owner, ttl)
+        return [row["owner"] for row in rows]
+
+    async def leave(self, owner: str) -> None:
+        """Unregister ``owner`` (and forget instances dead for over an hour)."""
+        await self._leasing().execute(self._q["leave"], owner)
+
+    async def leases(self) -> list[LeaseInfo]:
+        """One row per shard."""
+        rows = await self._leasing().fetch(self._q["leases"])
+        return [
+            LeaseInfo(
+                shard=r["shard"], owner=r["owner"], token=r["token"], expires_in=r["expires_in"]
+            )
+            for r in rows
+        ]
+
+    async def acquire(self, owner: str, shard: int, ttl: float) -> Lease | None:
+        """Take a free or expired shard (new token) or extend our own; None if held."""
+        token = await self._leasing().fetchval(self._q["acquire"], shard, owner, ttl)
+        return None if token is None else Lease(shard=shard, owner=owner, token=token)
+
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        """Extend the leases still held; return them."""
+        if not leases:
+            return []
+        rows = await self._leasing().fetch(self._q["renew"], *_lease_arrays(leases), ttl)
+        return [Lease(shard=r["shard"], owner=r["owner"], token=r["token"]) for r in rows]
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        """Free the leases still held with the same token."""
+        if leases:
+            await self._leasing().execute(self._q["release"], *_lease_arrays(leases))
+
+    # -- messages ---------------------------------------------------------------------------
+    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+        """Due messages of the shard in sequence order; aggregates in backoff are skipped."""
+        rows = await self._main().fetch(self._q["claim"], lease.shard, limit)
+        return [envelope_from_row(row, lease.shard) for row in rows]
+
+    async def _fenced(
+        self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
+    ) -> None:
+        if not envelopes:
+            return
+        seqs = [e.position for e in envelopes]
+        row = await self._main().fetchrow(
+            self._q[query], lease.shard, lease.owner, lease.token, seqs, *args
+        )
+        if row is None or row["held"] == 0:
+            raise LeaseLostError(
+                f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
+                f"{lease.owner}: {query} refused"
+            )
+
+    async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
+        """Delete published messages (fenced)."""
+        await self._fenced("ack", lease, envelopes)
+
+    async def retry(
+        self, lease: Lease, envelopes: Sequence[Envelope], error: str, delay: float
+    ) -> None:
+        """Count an attempt and delay the messages by ``delay`` s (fenced)."""
+        await self._fenced("retry", lease, envelopes, error, max(delay, 0.0))
+
+    async def dead_letter(self, lease: Lease, envelopes: Sequence[Envelope], error: str) -> None:
+        """Move messages to ``<table>_dead`` with ``error`` (fenced)."""
+        await self._fenced("dead_letter", lease, envelopes, error)
+
+    async def wait(self, timeout: float) -> None:
+        """Return on a NOTIFY from a committing writer, or after ``timeout`` s."""
+        if self._listener is None:
+            await anyio.sleep(timeout)
+        else:
+            await self._listener.wait(timeout)
+
+    # -- operations -------------------------------------------------------------------------
+    async def status(self) -> StoreStatus:
+        """Pending count, oldest pending age, dead letters, instances and leases."""
+        row = await self._main().fetchrow(self._q["status"])
+        assert row is not None
+        return StoreStatus(
+            pending=row["pending"],
+            oldest_pending_age=row["oldest"],
+            dead_letters=row["dead"],
+            shard_count=self.shard_count,
+            instances=list(row["instances"]),
+            leases=await self.leases(),
+        )
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        rows = await self._main().fetch(self._q["dead_letters"], limit)
+        return [dead_letter_from_row(row) for row in rows]
+
+    async def replay(self, ids: Sequence[UUID] | None = None) -> int:
+        """Move dead letters (all when ``ids`` is None) back to the outbox."""
+        count: int = await self._main().fetchval(
+            self._q["replay"], None if ids is None else list(ids)
+        )
+        return count

@@ -1,0 +1,68 @@
+"""The writer API: add messages inside the caller's asyncpg transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from outboxkit.errors import InvalidMessageError, OutboxError, SchemaMissingError
+from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
+from outboxkit_postgres.codec import writer_arguments
+from outboxkit_postgres.names import OutboxNames, query_texts
+
+__all__ = ["PostgresOutbox"]
+
+
+class PostgresOutbox:
+    """Adds messages to the outbox table in the caller's transaction.
+
+    ::
+
+        outbox = PostgresOutbox()
+        async with conn.transaction():
+            await conn.execute("INSERT INTO orders ...")
+            await outbox.add(conn, Message.create(aggregate_type="order", ...))
+
+    Writers of one aggregate are serialised by a transaction-scoped advisory lock on the
+    aggregate's hash, so for one aggregate the sequence order equals the commit order.
+    """
+
+    def __init__(
+        self,
+        *,
+        schema: str = "public",
+        table: str = "outbox",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        notify: bool = True,
+    ) -> None:
+        self._names = OutboxNames(schema, table)
+        self._sql = self._names.render(query_texts()["add"])
+        self._max_payload_bytes = max_payload_bytes
+        self._notify = notify
+
+    async def add(self, conn: asyncpg.Connection, message: Message) -> None:
+        """Add one message; it becomes visible to the relay iff the transaction commits."""
+        await self.add_many(conn, (message,))
+
+    async def add_many(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
+        """Add messages in one round trip, in order. Nothing is written if any is invalid."""
+        for message in messages:
+            if not isinstance(message, Message):
+                raise InvalidMessageError(
+                    f"expected outboxkit.Message, got {type(message).__name__}"
+                )
+            message.check_size(self._max_payload_bytes)
+        if not messages:
+            return
+        if not conn.is_in_transaction():
+            raise OutboxError(
+                "PostgresOutbox.add needs the caller's transaction: call it inside "
+                "`async with conn.transaction():` so the messages commit with the business change"
+            )
+        try:
+            await conn.execute(self._sql, *writer_arguments(messages, self._notify))
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:
+            raise SchemaMissingError(
+                f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
+            ) from exc
