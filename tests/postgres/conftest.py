@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
+from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 
 from outboxkit.message import Message
-from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 
 SHARDS = 4
 

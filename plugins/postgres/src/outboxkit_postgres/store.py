@@ -97,7 +97,7 @@ class PostgresStore:
         try:
             version = await conn.fetchval(self._q["schema_version"])
             self._shard_count = await conn.fetchval(self._q["shard_count"])
-        except asyncpg.UndefinedTableError:
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
             raise SchemaMissingError(
                 f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
             ) from None

@@ -62,7 +62,11 @@ class PostgresOutbox:
             )
         try:
             await conn.execute(self._sql, *writer_arguments(messages, self._notify))
-        except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:
+        except (
+            asyncpg.UndefinedTableError,
+            asyncpg.UndefinedFunctionError,
+            asyncpg.InvalidSchemaNameError,
+        ) as exc:
             raise SchemaMissingError(
                 f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
             ) from exc

@@ -1,1 +1,0 @@
-DELETE FROM {instances} WHERE owner = $1
