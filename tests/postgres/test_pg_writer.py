@@ -93,6 +93,8 @@ async def test_batch_add_is_one_round_trip(
             id="oversized",
         ),
         pytest.param(lambda: {"aggregate_id": "a"}, id="not-a-message"),
+        pytest.param(lambda: make_message("a\x00b", 1), id="nul-in-aggregate-id"),
+        pytest.param(lambda: make_message("a", 1, headers={"h": "x\x00"}), id="nul-in-header"),
     ],
 )
 async def test_bad_message_in_a_batch_writes_nothing(

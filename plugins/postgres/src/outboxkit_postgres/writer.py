@@ -14,6 +14,25 @@ from outboxkit_postgres.names import OutboxNames, query_texts
 __all__ = ["PostgresOutbox"]
 
 
+_TEXT_FIELDS = ("aggregate_type", "aggregate_id", "event_type", "topic", "key", "content_type")
+
+
+def _validate(message: object, max_payload_bytes: int) -> None:
+    """Raise :class:`InvalidMessageError` for anything the insert would fail on."""
+    if not isinstance(message, Message):
+        raise InvalidMessageError(f"expected outboxkit.Message, got {type(message).__name__}")
+    message.check_size(max_payload_bytes)
+    texts = [getattr(message, name) or "" for name in _TEXT_FIELDS]
+    texts += [text for pair in message.headers.items() for text in pair]
+    if any("\x00" in text for text in texts):
+        raise InvalidMessageError(
+            f"message {message.id} of aggregate {message.aggregate_id!r} has a NUL character "
+            "in a text field or header, which PostgreSQL cannot store: remove it"
+        )
+    if message.created_at.tzinfo is None:
+        raise InvalidMessageError(f"message {message.id}: created_at must be timezone-aware")
+
+
 class PostgresOutbox:
     """Adds messages to the outbox table in the caller's transaction.
 
@@ -48,11 +67,7 @@ class PostgresOutbox:
     async def add_many(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
         """Add messages in one round trip, in order. Nothing is written if any is invalid."""
         for message in messages:
-            if not isinstance(message, Message):
-                raise InvalidMessageError(
-                    f"expected outboxkit.Message, got {type(message).__name__}"
-                )
-            message.check_size(self._max_payload_bytes)
+            _validate(message, self._max_payload_bytes)
         if not messages:
             return
         if not conn.is_in_transaction():

@@ -113,7 +113,8 @@ DELETE FROM {{schema}}.{{table}}_instances WHERE owner = $1 OR expires_at < now(
 
 -- name: status
 SELECT (SELECT count(*) FROM {{schema}}.{{table}}) AS pending,
-       (SELECT extract(epoch FROM now() - min(created_at))::float8
+       (SELECT CASE WHEN min(created_at) IS NOT NULL  -- >= 0 despite writer clock skew
+                    THEN greatest(0, extract(epoch FROM now() - min(created_at)))::float8 END
         FROM {{schema}}.{{table}}) AS oldest,
        (SELECT count(*) FROM {{schema}}.{{table}}_dead) AS dead,
        (SELECT coalesce(array_agg(owner ORDER BY owner), '{}')

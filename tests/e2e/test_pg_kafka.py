@@ -1,0 +1,266 @@
+"""End to end, Postgres outbox → relay processes → Kafka, checked by a consumer by message id.
+
+Relays are real ``outboxkit relay --store pg --publisher kafka`` processes configured through
+``OUTBOXKIT_*`` variables; faults are real signals (SIGKILL, SIGSTOP/SIGCONT) to relays and to
+the Kafka broker of ``scripts/services``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+from helpers_pg_kafka import (
+    RelayProcess,
+    TopicReader,
+    Verdict,
+    Writers,
+    eventually,
+    kafka_pid,
+    kafka_topic,
+    verdict,
+)
+from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
+
+from outboxkit.testing import unique_name
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+LEASE_TTL = 2.0
+
+
+class Rig:
+    """One test's outbox schema, Kafka topic, topic reader, writers and relay processes."""
+
+    def __init__(
+        self, postgres_url: str, kafka_bootstrap: str, schema: str, topic: str, tmp: Path
+    ) -> None:
+        self.postgres_url, self.kafka_bootstrap = postgres_url, kafka_bootstrap
+        self.schema, self.topic, self.tmp = schema, topic, tmp
+        self.settings = PostgresSettings(dsn=postgres_url, schema=schema, table="outbox")
+        self.relays: list[RelayProcess] = []
+        self.reader = TopicReader(kafka_bootstrap, topic)
+        self.writers: Writers
+
+    def relay_env(self, batch_size: int) -> dict[str, str]:
+        return {
+            "OUTBOXKIT_PG_DSN": self.postgres_url,
+            "OUTBOXKIT_PG_SCHEMA": self.schema,
+            "OUTBOXKIT_PG_TABLE": "outbox",
+            "OUTBOXKIT_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "OUTBOXKIT_KAFKA_REQUEST_TIMEOUT_MS": "2000",
+            "OUTBOXKIT_KAFKA_DELIVERY_TIMEOUT_MS": "3000",
+            "OUTBOXKIT_BATCH_SIZE": str(batch_size),
+            "OUTBOXKIT_LEASE_TTL": str(LEASE_TTL),
+            "OUTBOXKIT_POLL_INTERVAL": "0.5",
+            "OUTBOXKIT_BACKOFF_INITIAL": "0.2",
+            "OUTBOXKIT_BACKOFF_MAX": "1.0",
+            "OUTBOXKIT_MAX_ATTEMPTS": "1000",
+        }
+
+    def start_relay(self, name: str, batch_size: int = 100) -> RelayProcess:
+        relay = RelayProcess(name, self.relay_env(batch_size), self.tmp).start()
+        self.relays.append(relay)
+        return relay
+
+    async def start_relays(
+        self, names: list[str], batch_size: int, shards_each: int
+    ) -> list[RelayProcess]:
+        """Relay processes called ``names``, once each holds its fair share of shards."""
+        relays = [self.start_relay(name, batch_size) for name in names]
+        await self.wait_for_shards(dict.fromkeys(names, shards_each))
+        return relays
+
+    @asynccontextmanager
+    async def writing(self, total: int, read_first: int) -> AsyncIterator[None]:
+        """4 writers commit ``total`` messages over 100 aggregates in the background; the
+        block runs once ``read_first`` were read (the relays are mid-stream) and the context
+        exits once all were written."""
+        aggregates = [f"agg-{n}" for n in range(100)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.writers.run, total, aggregates, 4, 0.01)
+            await self.read_at_least(read_first)
+            yield
+
+    async def held_shards(self, owner: str) -> list[int]:
+        """Shards ``owner`` holds now (unexpired, by the database clock)."""
+        store = PostgresStore(self.settings)
+        await store.open()
+        try:
+            leases = await store.leases()
+        finally:
+            await store.close()
+        return [
+            info.shard
+            for info in leases
+            if info.owner == owner and info.expires_in is not None and info.expires_in > 0
+        ]
+
+    async def wait_for_shards(self, owners: dict[str, int], timeout: float = 20) -> None:
+        """Until each owner holds exactly its number of shards."""
+
+        async def held() -> bool:
+            return {o: len(await self.held_shards(o)) for o in owners} == owners
+
+        await eventually(held, timeout, f"shards held {owners}", 0.2)
+
+    async def read_at_least(self, count: int) -> None:
+        """Until ``count`` distinct messages were read: the relays are mid-stream."""
+        await eventually(lambda: len(self.reader.ids) >= count, 30, f"{count} read", 0.02)
+
+    async def delivered(self, timeout: float, settle: float = 1.5) -> Verdict:
+        """Wait until every committed message was read (or ``timeout``), then judge."""
+        await self.reader.wait_for(self.writers.log.ids, timeout, settle)
+        return verdict(self.reader.deliveries, self.writers.log.by_aggregate)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {r.name}\n{r.log()[-3000:]}" for r in self.relays)
+
+
+@pytest.fixture
+def shard_count() -> int:
+    """Shards of the outbox; a test overrides it with ``parametrize("shard_count", [n])``."""
+    return 4
+
+
+@pytest.fixture
+async def rig(
+    postgres_url: str, kafka_bootstrap: str, tmp_path: Path, shard_count: int
+) -> AsyncIterator[Rig]:
+    """A migrated outbox of ``shard_count`` shards in a fresh schema, a 6-partition topic with
+    a running reader, writers; relays stopped and everything removed afterwards."""
+    schema = unique_name("okt_e2e")
+    async with kafka_topic(kafka_bootstrap, partitions=6) as topic:
+        rig = Rig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)
+        store = PostgresStore(rig.settings)
+        await store.migrate(shard_count)
+        await store.close()
+        pool = await asyncpg.create_pool(postgres_url, min_size=8, max_size=8)
+        try:
+            rig.writers = Writers(pool, PostgresOutbox(schema=schema), f"{schema}.orders", topic)
+            await rig.writers.create_business_table()
+            async with anyio.create_task_group() as tg:
+                await tg.start(rig.reader.run)
+                try:
+                    yield rig
+                finally:
+                    for relay in rig.relays:
+                        relay.stop()
+                    tg.cancel_scope.cancel()
+        finally:
+            await pool.execute(f"DROP SCHEMA {schema} CASCADE")
+            await pool.close()
+
+
+@pytest.fixture
+def kafka_resumed() -> Iterator[None]:
+    """Make sure the shared Kafka broker runs again even if an outage test fails midway."""
+    yield
+    os.kill(kafka_pid(), signal.SIGCONT)
+
+
+def _assert_clean(result: Verdict, rig: Rig, max_duplicates: int = 0) -> None:
+    print(f"verdict: {result.summary()} (bound on duplicates: {max_duplicates})")
+    details = f"{result.summary()}\n{rig.logs()}"
+    assert not result.lost, f"lost messages: {details}"
+    assert not result.unexpected, f"messages that were never committed: {details}"
+    assert not result.order_violations, f"per-aggregate order broken: {details}"
+    assert result.duplicates <= max_duplicates, f"too many duplicates: {details}"
+
+
+@pytest.mark.timeout(60)
+async def test_commit_publishes_once_rollback_and_exception_publish_nothing(rig: Rig) -> None:
+    rig.start_relay("relay-a")
+    writers = rig.writers
+    pool = writers.pool
+    doomed = []
+
+    committed = await writers.commit("order-1", 3)
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        doomed += [writers.message("order-2", n) for n in range(2)]
+        await writers.outbox.add_many(conn, doomed[-2:])
+        await tx.rollback()
+    with pytest.raises(RuntimeError, match="business rule"):
+        async with pool.acquire() as conn, conn.transaction():
+            doomed += [writers.message("order-1", 9)]
+            await writers.outbox.add(conn, doomed[-1])
+            raise RuntimeError("business rule violated")
+    committed += await writers.commit("order-3", 1)
+
+    result = await rig.delivered(timeout=30, settle=3)
+
+    _assert_clean(result, rig, max_duplicates=0)
+    read = [d.message_id for d in rig.reader.deliveries]
+    assert sorted(read) == sorted(str(m.id) for m in committed), "exactly once, nothing else"
+    assert not {str(m.id) for m in doomed} & set(read)
+
+
+@pytest.mark.parametrize("shard_count", [6])
+@pytest.mark.timeout(150)
+async def test_three_relays_eight_unlocked_writers_every_message_in_order(rig: Rig) -> None:
+    await rig.start_relays(["relay-a", "relay-b", "relay-c"], batch_size=200, shards_each=2)
+    aggregates = [f"agg-{n}" for n in range(500)]
+
+    await rig.writers.run(20_000, aggregates, writers=8)
+    result = await rig.delivered(timeout=90)
+
+    assert rig.writers.log.count == 20_000
+    _assert_clean(result, rig, max_duplicates=0)
+
+
+@pytest.mark.timeout(120)
+async def test_sigkill_mid_batch_then_takeover_loses_nothing(rig: Rig) -> None:
+    batch_size = 50
+    victim, _ = await rig.start_relays(["relay-a", "relay-b"], batch_size, shards_each=2)
+
+    async with rig.writing(4000, read_first=800):
+        held = await rig.held_shards("relay-a")
+        victim.signal(signal.SIGKILL)
+    await rig.wait_for_shards({"relay-b": 4}, timeout=LEASE_TTL * 10)
+    result = await rig.delivered(timeout=60)
+
+    assert held, "the killed relay held no shard: nothing was tested"
+    _assert_clean(result, rig, max_duplicates=batch_size * len(held))
+
+
+@pytest.mark.timeout(120)
+async def test_paused_relay_whose_lease_was_taken_cannot_ack(rig: Rig) -> None:
+    batch_size = 50
+    paused, _ = await rig.start_relays(["relay-a", "relay-b"], batch_size, shards_each=2)
+
+    async with rig.writing(4000, read_first=800):
+        held = await rig.held_shards("relay-a")
+        paused.signal(signal.SIGSTOP)
+        await rig.wait_for_shards({"relay-a": 0, "relay-b": 4}, timeout=LEASE_TTL * 10)
+        paused.signal(signal.SIGCONT)
+    result = await rig.delivered(timeout=60)
+
+    assert held, "the paused relay held no shard: nothing was tested"
+    await eventually(lambda: "lease lost" in paused.log(), 10, "the paused relay saw its loss")
+    _assert_clean(result, rig, max_duplicates=batch_size * len(held))
+
+
+@pytest.mark.timeout(150)
+async def test_kafka_paused_ten_seconds_relay_retries_and_delivers_all(
+    rig: Rig, kafka_resumed: None
+) -> None:
+    (relay,) = await rig.start_relays(["relay-a"], batch_size=100, shards_each=4)
+
+    async with rig.writing(3000, read_first=500):
+        os.kill(kafka_pid(), signal.SIGSTOP)
+        try:
+            await anyio.sleep(10)
+        finally:
+            os.kill(kafka_pid(), signal.SIGCONT)
+    result = await rig.delivered(timeout=90)
+
+    assert "retry in" in relay.log(), f"the relay never retried:\n{rig.logs()}"
+    _assert_clean(result, rig, max_duplicates=rig.writers.log.count)

@@ -1,0 +1,75 @@
+"""Helpers of the Kafka tests: topics created and deleted through the admin API (the test
+broker does not auto-create topics) and a consumer that reads a topic back from the start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from outboxkit.testing import ReceivedRecord, unique_name
+
+__all__ = ["consume_records", "received", "topics"]
+
+
+@asynccontextmanager
+async def topics(
+    bootstrap: str, count: int = 1, partitions: int = 1, names: list[str] | None = None
+) -> AsyncIterator[list[str]]:
+    """``count`` fresh topics (or those ``names``) of ``partitions`` partitions each, deleted
+    afterwards."""
+    names = names or [unique_name("okt-kafka").replace("_", "-") for _ in range(count)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in names]
+        )
+        with anyio.fail_after(10):  # until the brokers' metadata shows them
+            while not set(names) <= set(await admin.list_topics()):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        yield names
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await admin.delete_topics(names)
+            finally:
+                await admin.close()
+
+
+def received(record: ConsumerRecord[bytes, bytes]) -> ReceivedRecord:
+    """A consumed record in the conformance suite's shape."""
+    return ReceivedRecord(
+        key=None if record.key is None else record.key.decode(),
+        headers={k: v.decode() for k, v in record.headers},
+        payload=record.value or b"",
+    )
+
+
+async def consume_records(
+    bootstrap: str, topic: str, count: int, timeout: float
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Up to ``count`` records of ``topic`` from its start (all partitions, each in order),
+    waiting at most about ``timeout`` seconds for them."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=count - len(records))
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
