@@ -246,8 +246,35 @@ class RelayProcess:
 
 
 def kafka_pid() -> int:
-    """The pid of the Kafka broker started by ``scripts/services`` (for outage tests)."""
-    return int((REPO / ".services" / "run" / "kafka.pid").read_text().strip())
+    """The pid of the Kafka broker (for outage tests).
+
+    The pid file of ``scripts/services`` when it started Kafka; otherwise the process that
+    listens on the bootstrap port (a broker this checkout reuses but did not start).
+    """
+    pid_file = REPO / ".services" / "run" / "kafka.pid"
+    if pid_file.exists():
+        return int(pid_file.read_text().strip())
+    port = int(os.environ["OUTBOXKIT_TEST_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    return listening_pid(port)
+
+
+def listening_pid(port: int) -> int:
+    """The pid of the local process listening on TCP ``port`` (read from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise LookupError(f"no process of ours listens on port {port}")
 
 
 class CommitLog:
