@@ -2,16 +2,20 @@
 
 The event row is written by ``PostgresOutbox.add`` on the service's own asyncpg connection,
 inside the transaction that inserts the order, so it exists if and only if the order commits.
-``outboxkit relay --store pg --publisher kafka`` publishes it afterwards::
+``outboxkit relay --store pg --publisher kafka`` publishes it afterwards to topic ``orders``
+(``--kafka-create-topics`` creates that topic if the cluster does not auto-create topics)::
 
     eval "$(scripts/services env)"
     uv run outboxkit migrate --store pg --pg-dsn "$OUTBOXKIT_TEST_POSTGRES_URL"
     uv run python examples/order_service.py --orders 100
     uv run outboxkit relay --store pg --pg-dsn "$OUTBOXKIT_TEST_POSTGRES_URL" \\
         --publisher kafka --kafka-bootstrap-servers "$OUTBOXKIT_TEST_KAFKA_BOOTSTRAP" \\
-        --exit-when-idle
+        --kafka-create-topics --exit-when-idle
 
-The DSN comes from ``--dsn``, else ``OUTBOXKIT_PG_DSN``, else ``OUTBOXKIT_TEST_POSTGRES_URL``.
+The service creates its ``orders`` table if it is missing. The DSN comes from ``--dsn``, else
+``OUTBOXKIT_PG_DSN``, else ``OUTBOXKIT_TEST_POSTGRES_URL``; the schema of both the outbox and
+the ``orders`` table from ``--schema``, else ``OUTBOXKIT_PG_SCHEMA`` (as for ``outboxkit``
+itself), else ``public``.
 """
 
 from __future__ import annotations
@@ -77,15 +81,24 @@ async def main() -> None:
         default=os.environ.get("OUTBOXKIT_PG_DSN") or os.environ.get("OUTBOXKIT_TEST_POSTGRES_URL"),
         help="PostgreSQL DSN (default: $OUTBOXKIT_PG_DSN or $OUTBOXKIT_TEST_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--schema",
+        default=os.environ.get("OUTBOXKIT_PG_SCHEMA") or "public",
+        help="schema of the outbox and of the orders table (default: $OUTBOXKIT_PG_SCHEMA "
+        "or public; the outbox must be migrated there)",
+    )
     parser.add_argument("--orders", type=int, default=10, help="how many orders to create")
     args = parser.parse_args()
     if not args.dsn:
         parser.error("set --dsn or OUTBOXKIT_PG_DSN (see `scripts/services env`)")
 
-    pool = await asyncpg.create_pool(args.dsn, min_size=1, max_size=4)
+    outbox = PostgresOutbox(schema=args.schema)  # validates the schema name
+    # Unqualified names (the orders table) resolve in the outbox's schema.
+    settings = {"search_path": args.schema}
+    pool = await asyncpg.create_pool(args.dsn, min_size=1, max_size=4, server_settings=settings)
     try:
         await pool.execute(ORDERS_TABLE)
-        service = OrderService(pool, PostgresOutbox())
+        service = OrderService(pool, outbox)
         for n in range(1, args.orders + 1):
             order_id = await service.create_order(f"customer-{n}", 1000 * n)
             print(f"order {order_id}: committed with its OrderCreated event")

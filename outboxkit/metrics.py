@@ -1,10 +1,14 @@
-"""Counters a running relay exposes as ``relay.metrics``."""
+"""Counters a running relay exposes as ``relay.metrics``, and those of publishers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
-__all__ = ["RelayMetrics"]
+from outboxkit.protocols import Delivered, Outcome
+
+__all__ = ["PublisherStats", "RelayMetrics"]
 
 
 class RelayMetrics(msgspec.Struct, kw_only=True):
@@ -25,3 +29,35 @@ class RelayMetrics(msgspec.Struct, kw_only=True):
     batches: int = 0
     owned_shards: int = 0
     last_publish_lag: float | None = None
+
+
+class PublisherStats(msgspec.Struct, kw_only=True):
+    """Cumulative counters of one publisher (``publisher.stats``), for plugins to share.
+
+    :meth:`count` counts every outcome a publish call returns exactly once, as ``delivered``
+    (``duplicates`` of them the broker already had), ``failed`` (non-retriable: the relay
+    dead-letters them) or ``retriable_failures``. ``not_sent``, counted by the publisher,
+    is the part of ``retriable_failures`` held back unsent because an earlier message of
+    their aggregate failed. Plugins subclass it to add their own counters.
+    """
+
+    delivered: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retriable_failures: int = 0
+    not_sent: int = 0
+
+    def count(self, outcomes: Iterable[Outcome | None]) -> list[Outcome]:
+        """Count ``outcomes`` (all filled in) and return them as a list."""
+        result: list[Outcome] = []
+        for outcome in outcomes:
+            assert outcome is not None, "a message has no outcome"
+            if isinstance(outcome, Delivered):
+                self.delivered += 1
+                self.duplicates += outcome.duplicate
+            elif outcome.retriable:
+                self.retriable_failures += 1
+            else:
+                self.failed += 1
+            result.append(outcome)
+        return result

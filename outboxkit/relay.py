@@ -108,7 +108,11 @@ class ShardedRelay:
         )
         pool = self._pool = WorkerPool(context)
         keeper = LeaseKeeper(self._store, self.owner, settings.lease_ttl, pool, self._rng)
-        log.info("relay %s starting", self.owner)
+        log.info(
+            "relay %s starting on %d shards (fixed by the store's migration)",
+            self.owner,
+            self._store.shard_count,
+        )
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(wakeup.run, self._store, settings.poll_interval)

@@ -11,6 +11,7 @@ from outboxkit.testing.helpers import (
     aggregates_in_shard,
     ids_by_aggregate,
     make_message,
+    open_factory,
     order_by_aggregate,
     unique_name,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "aggregates_in_shard",
     "ids_by_aggregate",
     "make_message",
+    "open_factory",
     "order_by_aggregate",
     "unique_name",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 from outboxkit.message import Message
@@ -14,6 +16,7 @@ __all__ = [
     "aggregates_in_shard",
     "ids_by_aggregate",
     "make_message",
+    "open_factory",
     "order_by_aggregate",
     "unique_name",
 ]
@@ -63,3 +66,33 @@ def order_by_aggregate(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]
 def ids_by_aggregate(messages: Sequence[Message]) -> dict[str, list[str]]:
     """Message ids grouped by aggregate, in sequence order."""
     return order_by_aggregate((m.aggregate_id, str(m.id)) for m in messages)
+
+
+class _Openable(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+OpenableT = TypeVar("OpenableT", bound=_Openable)
+
+
+@asynccontextmanager
+async def open_factory(
+    create: Callable[..., OpenableT], **defaults: Any
+) -> AsyncIterator[Callable[..., Awaitable[OpenableT]]]:
+    """``async with open_factory(create, **defaults) as factory``: ``await factory(**kw)``
+    returns ``create(**defaults | kw)`` opened; every one made is closed on exit (a fixture
+    of publishers or stores with per-test settings)."""
+    made: list[OpenableT] = []
+
+    async def factory(**settings: Any) -> OpenableT:
+        instance = create(**(defaults | settings))
+        await instance.open()
+        made.append(instance)
+        return instance
+
+    try:
+        yield factory
+    finally:
+        for instance in made:
+            await instance.close()

@@ -10,28 +10,25 @@ import pytest
 from kafka_support import consume_records, received, topics
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 
-from outboxkit.testing import Consume, ReceivedRecord, unique_name
+from outboxkit.testing import Consume, ReceivedRecord, open_factory, unique_name
 
 PublisherFactory = Callable[..., Awaitable[KafkaPublisher]]
+
+
+def make_publisher(**settings: Any) -> KafkaPublisher:
+    return KafkaPublisher(KafkaSettings(**settings))
 
 
 @pytest.fixture
 async def open_publisher(kafka_bootstrap: str) -> AsyncIterator[PublisherFactory]:
     """``await open_publisher(**settings)``: an open publisher, closed after the test."""
-    opened: list[KafkaPublisher] = []
-
-    async def factory(**settings: Any) -> KafkaPublisher:
-        settings.setdefault("bootstrap_servers", kafka_bootstrap)
-        settings.setdefault("request_timeout_ms", 10000)
-        settings.setdefault("delivery_timeout_ms", 15000)
-        publisher = KafkaPublisher(KafkaSettings(**settings))
-        await publisher.open()
-        opened.append(publisher)
-        return publisher
-
-    yield factory
-    for publisher in opened:
-        await publisher.close()
+    async with open_factory(
+        make_publisher,
+        bootstrap_servers=kafka_bootstrap,
+        request_timeout_ms=10000,
+        delivery_timeout_ms=15000,
+    ) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from outboxkit.testing import ReceivedRecord, unique_name
 
-__all__ = ["consume_records", "received", "topics"]
+__all__ = ["consume_records", "partition_count", "received", "topics", "topics_deleted_after"]
 
 
 @asynccontextmanager
@@ -39,6 +39,36 @@ async def topics(
                 await admin.delete_topics(names)
             finally:
                 await admin.close()
+
+
+@asynccontextmanager
+async def topics_deleted_after(bootstrap: str, count: int = 1) -> AsyncIterator[list[str]]:
+    """``count`` fresh topic names, not created here (the code under test creates them);
+    whichever of them exist afterwards are deleted."""
+    names = [unique_name("okt-create").replace("_", "-") for _ in range(count)]
+    try:
+        yield names
+    finally:
+        with anyio.CancelScope(shield=True):
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                if existing & set(names):
+                    await admin.delete_topics(sorted(existing & set(names)))
+            finally:
+                await admin.close()
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """How many partitions ``topic`` has."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+        return len(description["partitions"])
+    finally:
+        await admin.close()
 
 
 def received(record: ConsumerRecord[bytes, bytes]) -> ReceivedRecord:

@@ -14,6 +14,8 @@ from nats.js.client import JetStreamContext
 from nats_support import LocalNatsServer, Stream, make_stream
 from outboxkit_nats import NatsPublisher, NatsSettings
 
+from outboxkit.testing import open_factory
+
 
 @pytest.fixture
 async def nc(nats_url: str) -> AsyncIterator[Client]:
@@ -39,21 +41,15 @@ async def stream(js: JetStreamContext) -> AsyncIterator[Stream]:
 PublisherFactory = Callable[..., Awaitable[NatsPublisher]]
 
 
+def make_publisher(**settings: Any) -> NatsPublisher:
+    return NatsPublisher(NatsSettings(**settings))
+
+
 @pytest.fixture
 async def open_publisher(nats_url: str) -> AsyncIterator[PublisherFactory]:
     """``await open_publisher(**settings)``: an open publisher, closed after the test."""
-    opened: list[NatsPublisher] = []
-
-    async def factory(**settings: Any) -> NatsPublisher:
-        settings.setdefault("servers", [nats_url])
-        publisher = NatsPublisher(NatsSettings(**settings))
-        await publisher.open()
-        opened.append(publisher)
-        return publisher
-
-    yield factory
-    for publisher in opened:
-        await publisher.close()
+    async with open_factory(make_publisher, servers=[nats_url]) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from aiokafka.helpers import create_ssl_context
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
 from outboxkit_kafka.settings import KafkaSettings
 
-__all__ = ["producer_options", "start_producer"]
+__all__ = ["admin_options", "producer_options", "start_producer"]
 
 log = logging.getLogger("outboxkit.kafka")
 
@@ -65,6 +65,26 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
             sasl_plain_password=settings.sasl_password,
         )
     return options
+
+
+_ADMIN_OPTIONS = frozenset(
+    {
+        "bootstrap_servers",
+        "client_id",
+        "request_timeout_ms",
+        "retry_backoff_ms",
+        "security_protocol",
+        "ssl_context",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+    }
+)
+
+
+def admin_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments of ``AIOKafkaAdminClient``: the producer's connection options."""
+    return {k: v for k, v in producer_options(settings).items() if k in _ADMIN_OPTIONS}
 
 
 async def start_producer(settings: KafkaSettings) -> AIOKafkaProducer:

@@ -1,9 +1,9 @@
 """Classifying aiokafka errors into retriable and non-retriable failures.
 
 Non-retriable (the relay dead-letters the message): it can never be accepted as it is — the
-record is over ``max_request_size`` or the broker's limit, the topic does not exist (topics are
-not auto-created) or its name is invalid, the relay may not write to it, the broker does not
-support the request, the record is refused as corrupt or by policy.
+record is over ``max_request_size`` or the broker's limit, the topic does not exist (and
+``create_topics`` is off) or its name is invalid, the relay may not write to it, the broker
+does not support the request, the record is refused as corrupt or by policy.
 
 Retriable: anything transient or whose outcome is unknown — timeouts, leader changes, nodes not
 ready, lost connections, too few in-sync replicas. Re-publishing after an unknown outcome may
@@ -68,8 +68,8 @@ _HINTS: dict[type[BaseException], str] = {
 def unknown_topic(topic: str) -> Failed:
     """The failure of a message to ``topic``, which does not exist on the cluster."""
     return Failed(
-        f"Kafka topic {topic!r} does not exist and topics are not auto-created: create it "
-        "or fix topic_template",
+        f"Kafka topic {topic!r} does not exist and topics are not auto-created: create it, "
+        "let the relay create it (--kafka-create-topics) or fix topic_template",
         retriable=False,
     )
 

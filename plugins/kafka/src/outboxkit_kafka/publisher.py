@@ -29,20 +29,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from uuid import UUID
 
 import anyio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 
+from outboxkit import metrics
 from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.protocols import Delivered, Failed, Outcome
 from outboxkit_kafka.connection import start_producer
 from outboxkit_kafka.errors import classify, not_acknowledged, not_sent
 from outboxkit_kafka.settings import KafkaSettings
-from outboxkit_kafka.topics import TopicCheck
+from outboxkit_kafka.topics import TopicCheck, TopicCreator
 
 __all__ = ["CONTENT_TYPE_HEADER", "KafkaPublisher", "PublisherStats"]
 
@@ -51,18 +51,10 @@ log = logging.getLogger("outboxkit.kafka")
 CONTENT_TYPE_HEADER = "content-type"
 
 
-@dataclass
-class PublisherStats:
-    """Counters since the publisher was created."""
+class PublisherStats(metrics.PublisherStats, kw_only=True):
+    """Counters since the publisher was created: the shared ones
+    (:class:`outboxkit.metrics.PublisherStats`) and Kafka's own."""
 
-    delivered: int = 0
-    """Records acknowledged by the brokers (acks=all)."""
-    failed: int = 0
-    """Non-retriable failures (the relay dead-letters them)."""
-    retriable_failures: int = 0
-    """Retriable failures, including unacknowledged records and held-back ones."""
-    not_sent: int = 0
-    """Messages held back because an earlier one of their aggregate failed."""
     rejoined: int = 0
     """Messages still queued in the producer from an earlier call: their pending delivery was
     awaited again instead of queueing a second copy."""
@@ -96,6 +88,7 @@ class KafkaPublisher:
         self.stats = PublisherStats()
         self._producer: AIOKafkaProducer | None = None
         self._topics: TopicCheck | None = None
+        self._creator = TopicCreator(settings) if settings.create_topics else None
         self._restart = anyio.Lock()
         self._queued: dict[tuple[UUID, str], asyncio.Future[object]] = {}
 
@@ -106,12 +99,14 @@ class KafkaPublisher:
         if self._producer is not None:
             return
         self._producer = await start_producer(self.settings)
-        self._topics = TopicCheck(self._producer.client)
+        self._topics = TopicCheck(self._producer.client, self._creator)
 
     async def close(self) -> None:
         """Flush queued records and stop the producer. Idempotent."""
         producer, self._producer, self._topics = self._producer, None, None
         self._queued = {}
+        if self._creator is not None:
+            await self._creator.close()
         if producer is None:
             return
         with anyio.CancelScope(shield=True):
@@ -144,7 +139,7 @@ class KafkaPublisher:
         try:
             producer, topic_check = await self._ready()
         except PublisherUnavailableError as exc:
-            return self._count(
+            return self.stats.count(
                 [Failed(f"Kafka unavailable: {exc}", retriable=True)] * len(messages)
             )
         topics = [route(m, self.settings.topic_template) for m in messages]
@@ -173,7 +168,7 @@ class KafkaPublisher:
             outcomes[index] = failure
             failed[message.aggregate_id] = message.id
         await self._collect(futures, topics, outcomes, deadline)
-        return self._count(outcomes)
+        return self.stats.count(outcomes)
 
     async def _queue(
         self, producer: AIOKafkaProducer, topic: str, message: Message
@@ -227,17 +222,3 @@ class KafkaPublisher:
                 outcomes[index] = classify(exc, topics[index])
             else:
                 outcomes[index] = Delivered()
-
-    def _count(self, outcomes: Sequence[Outcome | None]) -> list[Outcome]:
-        stats = self.stats
-        result: list[Outcome] = []
-        for outcome in outcomes:
-            assert outcome is not None
-            if isinstance(outcome, Delivered):
-                stats.delivered += 1
-            elif outcome.retriable:
-                stats.retriable_failures += 1
-            else:
-                stats.failed += 1
-            result.append(outcome)
-        return result

@@ -40,6 +40,20 @@ class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
     client_id: Annotated[str, msgspec.Meta(description="client id shown in broker logs")] = (
         "outboxkit"
     )
+    create_topics: Annotated[
+        bool,
+        msgspec.Meta(
+            description="create missing topics on first use (with topic_partitions and "
+            "topic_replication_factor); off: a message to a missing topic is dead-lettered"
+        ),
+    ] = False
+    topic_partitions: Annotated[
+        int, msgspec.Meta(ge=1, description="partitions of a topic made by create_topics")
+    ] = 6
+    topic_replication_factor: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="replication factor of a topic made by create_topics"),
+    ] = 1
     linger_ms: Annotated[
         int, msgspec.Meta(ge=0, description="ms to wait for more records before sending a batch")
     ] = 0

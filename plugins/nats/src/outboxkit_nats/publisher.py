@@ -16,7 +16,6 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import anyio
 import nats.errors
@@ -26,6 +25,7 @@ from nats.js.client import JetStreamContext
 
 from outboxkit.errors import InvalidMessageError, PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
+from outboxkit.metrics import PublisherStats
 from outboxkit.protocols import Delivered, Failed, Outcome
 from outboxkit_nats.connection import connect, mask_servers
 from outboxkit_nats.errors import StreamNotFoundError, classify, no_stream, permission_denied
@@ -41,22 +41,6 @@ EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
 CONTENT_TYPE_HEADER = "Content-Type"
 
 _PUBLISH_DENIED = re.compile(r"permissions violation for publish to \"?([^\"\s']+)", re.I)
-
-
-@dataclass
-class PublisherStats:
-    """Counters since the publisher was created."""
-
-    delivered: int = 0
-    """Messages acknowledged by JetStream, duplicates included."""
-    duplicates: int = 0
-    """Acknowledged as duplicates: JetStream had the ``Nats-Msg-Id`` already."""
-    failed: int = 0
-    """Non-retriable failures (the relay dead-letters them)."""
-    retriable_failures: int = 0
-    """Retriable failures (timeouts, disconnects, JetStream 5xx)."""
-    not_sent: int = 0
-    """Messages held back because an earlier one of their aggregate failed."""
 
 
 class NatsPublisher:
@@ -106,14 +90,20 @@ class NatsPublisher:
             await client.close()
 
     async def _check_stream(self, js: JetStreamContext) -> None:
-        """Check JetStream answers and, if configured, that the stream exists."""
+        """Check JetStream answers and, if configured, that the stream exists (creating it
+        with ``create_stream``)."""
         stream = self.settings.stream
         servers = mask_servers(self.settings.servers)
         try:
             if stream is None:
                 await js.account_info()
             else:
-                await js.stream_info(stream)
+                try:
+                    await js.stream_info(stream)
+                except nats.js.errors.NotFoundError:
+                    if not self.settings.create_stream:
+                        raise
+                    await self._create_stream(js, stream)
         except nats.js.errors.NotFoundError:
             raise StreamNotFoundError(
                 f"JetStream stream {stream!r} does not exist on {servers}: create it "
@@ -127,6 +117,21 @@ class NatsPublisher:
             raise PublisherUnavailableError(
                 f"cannot query JetStream (stream {stream!r}) on {servers}: {exc}"
             ) from exc
+
+    async def _create_stream(self, js: JetStreamContext, stream: str) -> None:
+        subjects = list(self.settings.stream_subjects)
+        try:
+            await js.add_stream(name=stream, subjects=subjects)
+        except nats.js.errors.BadRequestError as exc:
+            try:
+                await js.stream_info(stream)  # made meanwhile by another relay: fine
+            except nats.js.errors.NotFoundError:
+                raise StreamNotFoundError(
+                    f"cannot create JetStream stream {stream!r} capturing "
+                    f"{', '.join(subjects)}: {exc.description or exc}"
+                ) from None
+            return
+        log.info("created JetStream stream %r capturing %s", stream, ", ".join(subjects))
 
     async def _jetstream(self) -> JetStreamContext:
         """The JetStream context, reconnecting if the connection was closed under us."""
@@ -158,8 +163,9 @@ class NatsPublisher:
         try:
             js = await self._jetstream()
         except PublisherUnavailableError as exc:
-            self.stats.retriable_failures += len(messages)
-            return [Failed(f"NATS unavailable: {exc}", retriable=True)] * len(messages)
+            return self.stats.count(
+                [Failed(f"NATS unavailable: {exc}", retriable=True)] * len(messages)
+            )
         outcomes: list[Outcome | None] = [None] * len(messages)
         by_aggregate: dict[str, list[int]] = {}
         for index, message in enumerate(messages):
@@ -167,8 +173,7 @@ class NatsPublisher:
         async with anyio.create_task_group() as tg:
             for indexes in by_aggregate.values():
                 tg.start_soon(self._publish_aggregate, js, messages, indexes, outcomes)
-        assert all(o is not None for o in outcomes)
-        return outcomes  # type: ignore[return-value]
+        return self.stats.count(outcomes)
 
     async def _publish_aggregate(
         self,
@@ -199,14 +204,14 @@ class NatsPublisher:
         try:
             subject, headers = self._prepare(message)
         except InvalidMessageError as exc:
-            return self._count(Failed(str(exc), retriable=False))
+            return Failed(str(exc), retriable=False)
         timeout = self.settings.publish_timeout
         try:
             ack = await js.publish(subject, message.payload, timeout=timeout, headers=headers)
         except Exception as exc:
-            return self._count(await self._failure(js, exc, subject))
+            return await self._failure(js, exc, subject)
         self._denied.pop(subject, None)
-        return self._count(Delivered(duplicate=bool(ack.duplicate)))
+        return Delivered(duplicate=bool(ack.duplicate))
 
     def _prepare(self, message: Message) -> tuple[str, dict[str, str]]:
         """Subject and headers of ``message``; InvalidMessageError if it cannot be sent."""
@@ -255,14 +260,3 @@ class NatsPublisher:
             "JetStream may be recovering",
             retriable=True,
         )
-
-    def _count(self, outcome: Outcome) -> Outcome:
-        stats = self.stats
-        if isinstance(outcome, Delivered):
-            stats.delivered += 1
-            stats.duplicates += outcome.duplicate
-        elif outcome.retriable:
-            stats.retriable_failures += 1
-        else:
-            stats.failed += 1
-        return outcome

@@ -41,6 +41,17 @@ class NatsSettings(msgspec.Struct, kw_only=True, frozen=True):
             "and required of every publish (Nats-Expected-Stream)"
         ),
     ] = None
+    create_stream: Annotated[
+        bool,
+        msgspec.Meta(
+            description="create the stream at start if it is missing, capturing "
+            "stream_subjects (needs stream and stream_subjects)"
+        ),
+    ] = False
+    stream_subjects: Annotated[
+        list[str],
+        msgspec.Meta(description="subjects (wildcards allowed) of a stream made by create_stream"),
+    ] = msgspec.field(default_factory=list)
     publish_timeout: Annotated[
         float,
         msgspec.Meta(gt=0, description="seconds to wait for a JetStream PubAck"),
@@ -86,6 +97,11 @@ class NatsSettings(msgspec.Struct, kw_only=True, frozen=True):
         check_template(self.subject_template)
         if self.stream is not None:
             check_stream_name(self.stream)
+        if self.create_stream and (self.stream is None or not self.stream_subjects):
+            raise ConfigurationError(
+                "nats create_stream needs stream and stream_subjects, e.g. --nats-stream "
+                "ORDERS --nats-stream-subjects 'orders,orders.>'"
+            )
         if not all(isinstance(s, str) and s.strip() for s in self.servers):
             raise ConfigurationError("nats servers must be non-empty URLs like nats://host:4222")
         if (self.tls_cert is None) != (self.tls_key is None):

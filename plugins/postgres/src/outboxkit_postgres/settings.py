@@ -21,7 +21,10 @@ class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
     schema: Annotated[str, msgspec.Meta(description="schema of the outbox tables")] = "public"
     table: Annotated[str, msgspec.Meta(description="name of the outbox table")] = "outbox"
     shard_count: Annotated[
-        int, msgspec.Meta(ge=1, le=4096, description="shards, fixed by the first migrate")
+        int,
+        msgspec.Meta(
+            ge=1, le=4096, description="shard count set by the first migrate (later runs keep it)"
+        ),
     ] = 64
     pool_min: Annotated[int, msgspec.Meta(ge=1, description="relay pool: idle connections")] = 2
     pool_max: Annotated[int, msgspec.Meta(ge=2, description="relay pool: max connections")] = 10
