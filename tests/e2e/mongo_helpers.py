@@ -1,0 +1,223 @@
+"""Helpers of the MongoDB → Kafka end-to-end tests: a scratch database, a probe for servers
+that lose concurrent updates of one document, writers that record each document's commit
+order, and ``outboxkit relay --store mongodb --publisher kafka`` processes.
+
+The Kafka side (topic, reader keyed by the ``outboxkit-id`` header, verdict) is shared with
+the Postgres tests: see ``helpers_pg_kafka``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pymongo
+from outboxkit_mongodb import MongoOutbox
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from outboxkit.message import Message
+
+__all__ = [
+    "MongoRelayProcess",
+    "MongoWriters",
+    "loses_concurrent_updates",
+    "mongo_database",
+]
+
+Db = AsyncDatabase[dict[str, Any]]
+
+
+@asynccontextmanager
+async def mongo_database(url: str) -> AsyncIterator[Db]:
+    """A fresh database (unique name), dropped afterwards."""
+    client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=10_000
+    )
+    db = client[f"okt_e2e_{uuid.uuid4().hex[:12]}"]
+    try:
+        yield db
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await client.drop_database(db.name)
+            finally:
+                await client.close()
+
+
+async def loses_concurrent_updates(db: Db, tasks: int = 4, updates: int = 50) -> bool:
+    """Whether the server drops acknowledged concurrent updates of one document.
+
+    FerretDB 1.x (SQLite and PostgreSQL backends alike) applies an update as read, modify in
+    the proxy, write back by ``_id`` with no version check: concurrent updates of one
+    document overwrite each other although every one reports success.
+    """
+    coll = db["okt_lost_update_probe"]
+    await coll.insert_one({"_id": 1, "n": 0})
+
+    async def bump() -> None:
+        for _ in range(updates):
+            await coll.update_one({"_id": 1}, {"$inc": {"n": 1}})
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(bump)
+    doc = await coll.find_one({"_id": 1})
+    await coll.drop()
+    assert doc is not None
+    return int(doc["n"]) != tasks * updates
+
+
+class MongoWriters:
+    """Concurrent writers on shared aggregate documents, through ``MongoOutbox``.
+
+    Each write is one single-document update: the business change (``$inc: {writes: 1}``)
+    plus a few outbox messages. The value of ``writes`` after the update is the write's place
+    in the document's commit order, so the expected order needs no lock. With
+    ``serialize_per_document`` the writes of one document are serialised in this process
+    (writes of different documents stay concurrent): for servers that lose concurrent
+    updates of one document.
+    """
+
+    def __init__(
+        self,
+        db: Db,
+        outbox: MongoOutbox,
+        collection: str,
+        topic: str,
+        documents: Sequence[str],
+        *,
+        serialize_per_document: bool,
+    ) -> None:
+        self.coll = db[collection]
+        self.outbox, self.topic = outbox, topic
+        self.documents = list(documents)
+        self.serialize = serialize_per_document
+        self._locks = {d: anyio.Lock() for d in self.documents}
+        # document -> its ``writes`` counter value -> the messages of that write
+        self._writes: dict[str, dict[int, list[str]]] = {d: {} for d in self.documents}
+        self.count = 0
+
+    async def create_documents(self) -> None:
+        await self.coll.insert_many([{"_id": d, "writes": 0} for d in self.documents])
+
+    async def run(
+        self, total: int, writers: int, per_write: tuple[int, int] = (1, 3), seed: int = 7
+    ) -> None:
+        """``writers`` concurrent tasks write ``total`` messages on random documents,
+        ``per_write`` (min, max) messages per write."""
+        remaining = [total]
+
+        async def writer(rng: random.Random) -> None:
+            while remaining[0] > 0:
+                count = min(rng.randint(*per_write), remaining[0])
+                remaining[0] -= count
+                await self.write(rng.choice(self.documents), count)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(writers):
+                tg.start_soon(writer, random.Random(seed * 1000 + n))
+
+    async def write(self, doc: str, count: int) -> None:
+        messages = [
+            Message.create(
+                aggregate_type="order",
+                aggregate_id=doc,
+                event_type="order.changed",
+                payload={"n": n},
+                topic=self.topic,
+            )
+            for n in range(count)
+        ]
+        lock = self._locks[doc] if self.serialize else contextlib.nullcontext()
+        async with lock:
+            after = await self.outbox.find_one_and_update(
+                self.coll,
+                {"_id": doc},
+                {"$inc": {"writes": 1}},
+                messages,
+                return_document=ReturnDocument.AFTER,
+            )
+        assert after is not None, f"document {doc} vanished"
+        self._writes[doc][int(after["writes"])] = [str(m.id) for m in messages]
+        self.count += count
+
+    @property
+    def committed(self) -> dict[str, list[str]]:
+        """Message ids per aggregate, in commit order."""
+        return {
+            doc: [m for k in sorted(writes) for m in writes[k]]
+            for doc, writes in self._writes.items()
+        }
+
+    @property
+    def ids(self) -> set[str]:
+        return {m for ids in self.committed.values() for m in ids}
+
+
+class MongoRelayProcess:
+    """``outboxkit relay --store mongodb --publisher kafka`` in its own process and session;
+    settings through ``OUTBOXKIT_*`` environment variables (nothing inherited)."""
+
+    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.cwd = log_dir  # no outboxkit.toml there
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
+        self._env.update(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MongoRelayProcess:
+        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", "mongodb"]
+        argv += ["--publisher", "kafka", "--instance-id", self.name]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, and reap."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lost_leases(self) -> list[int]:
+        """Shards whose lease this relay lost (heartbeat too late), one per loss, from its log."""
+        return [int(m) for m in re.findall(r"lease lost: shard (\d+)", self.log())]
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (graceful: drain, release leases), SIGKILL if it does not exit in time;
+        the exit status, or None if it had to be killed."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            return None
