@@ -7,7 +7,7 @@ conformance suites in :mod:`outboxkit.testing` check both contracts against a re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -172,8 +172,12 @@ class Store(Protocol):
     async def dead_letter(self, lease: Lease, envelopes: Sequence[Envelope], error: str) -> None:
         """Move messages to the dead-letter store with ``error``. Fenced."""
 
-    async def wait(self, timeout: float) -> None:
-        """Return when new messages may be pending (a wake-up) or after ``timeout`` seconds."""
+    async def wait(self, timeout: float) -> Collection[int] | None:
+        """Return when new messages may be pending (a wake-up) or after ``timeout`` seconds.
+
+        Return the shards that got new messages when the store knows them (so only their
+        workers claim), or None to wake every shard (a timeout, or no such knowledge).
+        """
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:

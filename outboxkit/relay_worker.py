@@ -92,7 +92,7 @@ class ShardWorker:
         while not self.stopping:
             if anyio.current_time() >= self.deadline:
                 raise LeaseLostError(f"lease of shard {self.shard} was not renewed in time")
-            wake = self._wakeup.event
+            wake = self._wakeup.event(self.shard)
             try:
                 envelopes = await self._store.claim(self.lease, self._settings.batch_size)
             except LeaseLostError:

@@ -23,12 +23,24 @@ class Listener:
         self._timeout = connect_timeout
         self._conn: asyncpg.Connection | None = None
         self._event = asyncio.Event()
+        self._shards: set[int] | None = set()
 
-    def _notified(self, *_: Any) -> None:
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._shards is not None:
+            try:
+                self._shards.add(int(payload))
+            except ValueError:
+                self._shards = None  # not ours: wake every shard
         self._event.set()
 
     def _lost(self, *_: Any) -> None:
-        self._event.set()  # wake the relay so it polls while we reconnect
+        self._shards = None  # wake every shard so they poll while we reconnect
+        self._event.set()
+
+    def _take(self) -> set[int] | None:
+        shards, self._shards = self._shards, set()
+        self._event.clear()
+        return shards
 
     async def _ensure(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
@@ -43,15 +55,20 @@ class Listener:
             return
         self._conn = conn
 
-    async def wait(self, timeout: float) -> None:
-        """Return when a notification arrived since the last call, or after ``timeout`` s."""
+    async def wait(self, timeout: float) -> set[int] | None:
+        """Wait for notifications (or ``timeout`` s); return the notified shards.
+
+        None means "every shard": the timeout passed (time to poll) or the connection was lost.
+        """
         await self._ensure()
         if self._conn is None:
             await anyio.sleep(timeout)
-            return
+            return None
         with anyio.move_on_after(timeout):
             await self._event.wait()
-        self._event.clear()
+            return self._take()
+        self._take()
+        return None
 
     async def close(self) -> None:
         """Close the LISTEN connection."""

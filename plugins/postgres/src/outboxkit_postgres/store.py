@@ -208,12 +208,12 @@ class PostgresStore:
         """Move messages to ``<table>_dead`` with ``error`` (fenced)."""
         await self._fenced("dead_letter", lease, envelopes, error)
 
-    async def wait(self, timeout: float) -> None:
-        """Return on a NOTIFY from a committing writer, or after ``timeout`` s."""
+    async def wait(self, timeout: float) -> set[int] | None:
+        """Return the shards notified by committing writers, or None after ``timeout`` s."""
         if self._listener is None:
             await anyio.sleep(timeout)
-        else:
-            await self._listener.wait(timeout)
+            return None
+        return await self._listener.wait(timeout)
 
     # -- operations -------------------------------------------------------------------------
     async def status(self) -> StoreStatus:
