@@ -1,0 +1,67 @@
+"""A MongoDB embedded-outbox backlog in a throwaway database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from pymongo import AsyncMongoClient, UpdateOne
+
+from benchmarks.progress import Progress
+from outboxkit.message import Message
+from outboxkit.protocols import Store
+
+__all__ = ["MongoBacklog", "mongo_backlog"]
+
+COLLECTION = "bench_aggregates"
+CHUNK = 500
+
+
+class MongoBacklog:
+    """Aggregate documents whose outbox arrays hold the messages to relay."""
+
+    def __init__(self, settings: MongoSettings, client: AsyncMongoClient[dict[str, Any]]) -> None:
+        self.settings = settings
+        self._client = client
+        self._writer = MongoOutbox(shard_count=settings.shard_count)
+
+    def store(self) -> Store:
+        return MongoStore(self.settings)
+
+    async def fill(self, messages: Sequence[Message], tracker: Progress) -> None:
+        """One upsert per aggregate with all its messages (the writer's ``$push``)."""
+        by_aggregate: dict[str, list[Message]] = {}
+        for message in messages:
+            by_aggregate.setdefault(message.aggregate_id, []).append(message)
+        collection = self._client[self.settings.database][COLLECTION]
+        groups = list(by_aggregate.values())
+        for first in range(0, len(groups), CHUNK):
+            chunk = groups[first : first + CHUNK]
+            ops = [self._upsert(own) for own in chunk]
+            await collection.bulk_write(ops, ordered=False)
+            tracker.add(sum(len(own) for own in chunk))
+
+    def _upsert(self, own: Sequence[Message]) -> UpdateOne:
+        key = {"_id": own[0].aggregate_id}
+        return UpdateOne(
+            key, self._writer.prepare_update(key, {"$set": {"v": 1}}, own), upsert=True
+        )
+
+
+@asynccontextmanager
+async def mongo_backlog(url: str, database: str, shard_count: int) -> AsyncIterator[MongoBacklog]:
+    """Migrate a fresh database; drop it on exit."""
+    settings = MongoSettings(
+        url=url, database=database, collections=[COLLECTION], shard_count=shard_count
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    try:
+        migrator = MongoStore(settings)
+        await migrator.migrate(shard_count)
+        await migrator.close()
+        yield MongoBacklog(settings, client)
+    finally:
+        await client.drop_database(database)
+        await client.close()

@@ -1,0 +1,45 @@
+"""Running a :class:`ShardedRelay` in-process until it has published a given count."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from benchmarks.progress import Progress, wait_until
+from outboxkit.metrics import RelayMetrics
+from outboxkit.protocols import Publisher, Store
+from outboxkit.relay import ShardedRelay
+from outboxkit.relay_settings import RelaySettings
+
+__all__ = ["relay_until"]
+
+
+async def relay_until(
+    store: Store,
+    publisher: Publisher,
+    count: int,
+    tracker: Progress,
+    settings: RelaySettings,
+    *,
+    timeout: float = 600.0,
+) -> tuple[float, RelayMetrics]:
+    """Relay until ``count`` messages are acknowledged; return (seconds, metrics).
+
+    The time runs from ``run()`` (store and publisher opening, leases) to the last
+    acknowledgement, like the baselines' time includes starting their client.
+    """
+    relay = ShardedRelay(store, publisher, settings)
+    elapsed = 0.0
+    async with anyio.create_task_group() as tg:
+        started = time.perf_counter()
+        tg.start_soon(relay.run)
+
+        def published() -> bool:
+            tracker.done = relay.metrics.published
+            return tracker.done >= count
+
+        await wait_until(published, timeout, step=0.005)
+        elapsed = time.perf_counter() - started
+        relay.stop()
+    return elapsed, relay.metrics

@@ -1,0 +1,134 @@
+"""Scenario 1: relay throughput from a pre-filled backlog, against the raw broker client.
+
+For each pipeline the same messages (keys, headers, 1 KiB payloads) are sent once by the raw
+client and once by an in-process :class:`ShardedRelay` from a backlog written by the store's
+own writer; each rate is messages / seconds until the broker acknowledged the last one.
+Both destinations are then read back by an independent consumer.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from contextlib import nullcontext
+
+from benchmarks.consumers import Consume
+from benchmarks.context import Context
+from benchmarks.profiling import profiled
+from benchmarks.progress import progress, say
+from benchmarks.relaying import relay_until
+from benchmarks.results import Bar, Measure
+from benchmarks.sizes import Size
+from benchmarks.targets import BrokerTarget
+from benchmarks.verify import Tally
+from benchmarks.workload import make_messages
+from outboxkit.message import Message
+from outboxkit.relay_settings import RelaySettings
+
+__all__ = ["PIPELINES", "run"]
+
+SCENARIO = "1 throughput"
+PIPELINES = (("pg", "kafka"), ("pg", "nats"), ("mongodb", "kafka"))
+MONGO_SHARDS = 4
+"""FerretDB (SQLite) stalls under 64 concurrent shard workers: lease upkeep exceeds 5 s."""
+KAFKA_BAR = Bar(op=">=", limit=0.8, text="pg -> kafka >= 0.8 x raw")
+
+
+def pipeline_messages(size: Size, topic: str, store: str) -> list[Message]:
+    """The backlog of a pipeline: ``mongo_messages`` over a tenth as many aggregates for
+    mongodb, the full size otherwise."""
+    if store == "mongodb":
+        count = size.mongo_messages
+        return make_messages(topic, count, max(1, count // 10), size.payload_bytes)
+    return make_messages(topic, size.messages, size.aggregates, size.payload_bytes)
+
+
+async def verify(
+    ctx: Context, broker: BrokerTarget, topic: str, messages: list[Message], step: str
+) -> None:
+    """Read ``topic`` back and record the correctness of ``step``."""
+    tally = Tally(messages)
+    async with progress(f"{SCENARIO} {step}: consumer", len(messages)) as tracker:
+        consume = Consume(tally, idle=15.0, on_first=lambda _id, _t: tracker.add())
+        await broker.consume(topic, consume)
+    ctx.results.correctness.append(tally.result(SCENARIO, step))
+
+
+async def baseline_rate(ctx: Context, broker: BrokerTarget, messages: list[Message]) -> float:
+    """Messages/s of the raw client sending ``messages``."""
+    step = f"raw {broker.name}"
+    async with broker.destination(f"raw_{broker.name}") as topic:
+        async with progress(f"{SCENARIO} {step}", len(messages)) as tracker:
+            started = time.perf_counter()
+            await broker.baseline(topic, messages, tracker)
+            seconds = time.perf_counter() - started
+        await verify(ctx, broker, topic, messages, step)
+    return len(messages) / seconds
+
+
+async def relay_rate(ctx: Context, store: str, broker: BrokerTarget, *, profile: bool) -> float:
+    """Messages/s of the relay draining a backlog of the run's size."""
+    size = ctx.size
+    step = f"{store} -> {broker.name}" + (" (profiled)" if profile else "")
+    async with (
+        broker.destination(f"{store}_{broker.name}") as topic,
+        ctx.backlog(
+            store, f"tp_{store}", shard_count=MONGO_SHARDS if store == "mongodb" else None
+        ) as backlog,
+    ):
+        messages = pipeline_messages(size, topic, store)
+        async with progress(f"{SCENARIO} {step}: filling {store}", len(messages)) as tracker:
+            await backlog.fill(messages, tracker)
+        settings = RelaySettings(batch_size=size.batch_size, drain_timeout=5.0)
+        async with progress(f"{SCENARIO} {step}: relay", len(messages)) as tracker:
+            profiler = (
+                profiled(ctx.out, f"profile_{store}_{broker.name}", ctx.results.profile)
+                if profile
+                else nullcontext()
+            )
+            async with profiler:
+                seconds, _ = await relay_until(
+                    backlog.store(), broker.publisher(topic), len(messages), tracker, settings
+                )
+        await verify(ctx, broker, topic, messages, step)
+    return len(messages) / seconds
+
+
+async def pipeline(ctx: Context, store: str, broker_name: str) -> None:
+    """Baseline, then relay, for one store -> broker pair."""
+    size = ctx.size
+    broker = ctx.broker(broker_name)
+    messages = pipeline_messages(size, "raw", store)
+    raw = await baseline_rate(ctx, broker, messages)
+    rate = await relay_rate(ctx, store, broker, profile=False)
+    say(f"{SCENARIO} {store} -> {broker_name}: {rate:,.0f} msg/s, raw {raw:,.0f} msg/s")
+    ctx.results.measures.append(
+        Measure(
+            scenario=SCENARIO,
+            step=f"{store} -> {broker_name}",
+            value=rate,
+            unit="msg/s",
+            baseline=raw,
+            baseline_label=f"raw {broker_name} client",
+            ratio=rate / raw,
+            ratio_label="x raw",
+            bar=KAFKA_BAR if (store, broker_name) == ("pg", "kafka") else None,
+            details={
+                "messages": len(messages),
+                "store_shards": MONGO_SHARDS if store == "mongodb" else size.shard_count,
+            },
+        )
+    )
+
+
+async def run(ctx: Context) -> None:
+    """Measure every pipeline (a failing one is recorded, the others still run) and, with
+    ``--profile``, profile pg -> kafka once more."""
+    for store, broker_name in PIPELINES:
+        try:
+            await pipeline(ctx, store, broker_name)
+        except Exception as exc:
+            traceback.print_exc()
+            ctx.results.errors.append(f"{SCENARIO} {store} -> {broker_name}: {exc!r}")
+    if ctx.profile:
+        await relay_rate(ctx, "pg", ctx.broker("kafka"), profile=True)

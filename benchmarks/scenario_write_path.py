@@ -1,0 +1,140 @@
+"""Scenario 2: write-path overhead of ``PostgresOutbox.add`` in a business transaction.
+
+``writers`` connections run transactions back to back: a business ``INSERT`` alone, or the
+same ``INSERT`` plus ``outbox.add`` of a 1 KiB message (built with ``Message.create`` inside
+the loop, as a service would). Rounds alternate (alone, with, alone, with, ...) so background
+load hits both alike. Ratio: cost = tx/s alone / tx/s with outbox (bar <= 1.2). Correctness:
+every committed business row of the "with" rounds has exactly one outbox row. A third
+variant adds without NOTIFY (``notify=False``) to show what the wake-up costs writers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import anyio
+import asyncpg
+from outboxkit_postgres import PostgresOutbox
+
+from benchmarks.context import Context
+from benchmarks.pg_backlog import PgBacklog
+from benchmarks.progress import progress, say
+from benchmarks.results import Bar, Measure
+from benchmarks.verify import Correctness
+from benchmarks.workload import aggregate_id
+from outboxkit.message import Message
+
+__all__ = ["run"]
+
+SCENARIO = "2 write path"
+BAR = Bar(op="<=", limit=1.2, text="alone / with outbox <= 1.2")
+AGGREGATES = 10_000
+
+
+async def write_round(
+    backlog: PgBacklog,
+    conns: list[asyncpg.Connection],
+    seconds: float,
+    outbox: PostgresOutbox | None,
+    label: str,
+) -> int:
+    """Transactions committed by all connections in ``seconds``."""
+    business = f'INSERT INTO "{backlog.settings.schema}".bench_orders (customer, amount, '
+    business += "with_outbox) VALUES ($1, $2, $3)"
+    payload = {"note": os.urandom(480).hex()}  # ~1 KiB of JSON
+    with_outbox = outbox is not None
+    deadline = time.perf_counter() + seconds
+    async with progress(f"{SCENARIO}: {label}") as tracker:
+
+        async def writer(conn: asyncpg.Connection) -> None:
+            rng = random.Random()
+            while time.perf_counter() < deadline:
+                customer = aggregate_id(rng.randrange(AGGREGATES))
+                async with conn.transaction():
+                    await conn.execute(business, customer, rng.randrange(10_000), with_outbox)
+                    if outbox is not None:
+                        message = Message.create(
+                            aggregate_type="customer",
+                            aggregate_id=customer,
+                            event_type="OrderPlaced",
+                            payload=payload,
+                        )
+                        await outbox.add(conn, message)
+                tracker.add()
+
+        async with anyio.create_task_group() as tg:
+            for conn in conns:
+                tg.start_soon(writer, conn)
+    return tracker.done
+
+
+async def run(ctx: Context) -> None:
+    size = ctx.size
+    async with ctx.backlog("pg", "write") as backlog:
+        assert isinstance(backlog, PgBacklog)
+        schema = backlog.settings.schema
+        await backlog.pool.execute(
+            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
+            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conns = [await asyncpg.connect(ctx.servers.postgres) for _ in range(size.writers)]
+        quiet = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
+        variants = {"alone": None, "with outbox": backlog.outbox, "with outbox, no NOTIFY": quiet}
+        totals = dict.fromkeys(variants, 0)
+        try:
+            for _ in range(size.write_rounds):
+                for label, outbox in variants.items():
+                    totals[label] += await write_round(
+                        backlog, conns, size.write_seconds, outbox, label
+                    )
+        finally:
+            for conn in conns:
+                await conn.close()
+        await check(ctx, backlog, totals["with outbox"] + totals["with outbox, no NOTIFY"])
+    seconds = size.write_rounds * size.write_seconds
+    rates = {label: total / seconds for label, total in totals.items()}
+    alone, with_rate = rates["alone"], rates["with outbox"]
+    say(f"{SCENARIO}: " + ", ".join(f"{v:,.0f} tx/s {k}" for k, v in rates.items()))
+    ctx.results.measures.append(
+        Measure(
+            scenario=SCENARIO,
+            step=f"insert + outbox.add, {size.writers} writers",
+            value=with_rate,
+            unit="tx/s",
+            baseline=alone,
+            baseline_label="insert alone",
+            ratio=alone / with_rate if with_rate else float("inf"),
+            ratio_label="alone/with",
+            bar=BAR,
+            details={
+                "with_over_alone": with_rate / alone if alone else 0.0,
+                "tx_per_s_without_notify": rates["with outbox, no NOTIFY"],
+                "rounds": size.write_rounds,
+                "seconds_per_round": size.write_seconds,
+            },
+        )
+    )
+
+
+async def check(ctx: Context, backlog: PgBacklog, committed: int) -> None:
+    """Every committed "with" transaction left one outbox row, and no other row exists."""
+    schema = backlog.settings.schema
+    business = await backlog.pool.fetchval(
+        f'SELECT count(*) FROM "{schema}".bench_orders WHERE with_outbox'
+    )
+    rows = await backlog.pool.fetchval(f"SELECT count(*) FROM {backlog.table}")
+    ctx.results.correctness.append(
+        Correctness(
+            scenario=SCENARIO,
+            step="outbox rows = committed business rows",
+            expected=int(business),
+            received=int(rows),
+            lost=max(0, int(business) - int(rows)),
+            duplicates=max(0, int(rows) - int(business)),
+            order_violations=0,
+            unexpected=abs(committed - int(business)),
+        )
+    )

@@ -1,0 +1,40 @@
+"""CI smoke run of the benchmark suite: ``outboxkit bench --size smoke`` completes, every
+correctness counter is zero and the result files exist. No timing assertions."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bench_smoke(
+    tmp_path: Path, postgres_url: str, kafka_bootstrap: str, nats_url: str, mongodb_url: str
+) -> None:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    main = importlib.import_module("benchmarks.cli").main
+    status = main(["--size", "smoke", "--results-dir", str(tmp_path)])
+
+    latest = tmp_path / "latest"
+    for name in ("results.json", "results.md", "results.png"):
+        assert (latest / name).stat().st_size > 0, name
+    results = json.loads((latest / "results.json").read_text())
+    assert results["errors"] == []
+    assert results["correctness"], "no scenario checked correctness"
+    for check in results["correctness"]:
+        assert check["lost"] == 0, check
+        assert check["order_violations"] == 0, check
+        assert check["unexpected"] == 0, check
+        assert check["duplicates"] == 0, check
+    scenarios = {m["scenario"] for m in results["measures"]}
+    assert {"1 throughput", "2 write path", "4 backlog", "5 relay scaling"} <= scenarios
+    assert {x["kind"] for x in results["latencies"]} == {"commit->ack", "commit->receive"}
+    assert status == 0
