@@ -1,36 +1,29 @@
 """Helpers of the MongoDB → Kafka end-to-end tests: a scratch database, a probe for servers
-that lose concurrent updates of one document, writers that record each document's commit
-order, and ``outboxkit relay --store mongodb --publisher kafka`` processes.
+that lose concurrent updates of one document, and writers that record each document's commit
+order.
 
-The Kafka side (topic, reader keyed by the ``outboxkit-id`` header, verdict) is shared with
-the Postgres tests: see ``helpers_pg_kafka``.
+Relay processes, the Kafka side and the verdict are shared with the other end-to-end tests:
+see ``relays``, ``kafka_broker`` and ``checks``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pymongo
+from checks import committed_ids
 from outboxkit_mongodb import MongoOutbox
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-
-from outboxkit.message import Message
+from writers import order_changed, run_writers
 
 __all__ = [
-    "MongoRelayProcess",
     "MongoWriters",
     "loses_concurrent_updates",
     "mongo_database",
@@ -117,29 +110,14 @@ class MongoWriters:
     ) -> None:
         """``writers`` concurrent tasks write ``total`` messages on random documents,
         ``per_write`` (min, max) messages per write."""
-        remaining = [total]
 
-        async def writer(rng: random.Random) -> None:
-            while remaining[0] > 0:
-                count = min(rng.randint(*per_write), remaining[0])
-                remaining[0] -= count
-                await self.write(rng.choice(self.documents), count)
+        async def write(_: int, rng: random.Random, count: int) -> None:
+            await self.write(rng.choice(self.documents), count)
 
-        async with anyio.create_task_group() as tg:
-            for n in range(writers):
-                tg.start_soon(writer, random.Random(seed * 1000 + n))
+        await run_writers(total, writers, per_write, write, seed)
 
     async def write(self, doc: str, count: int) -> None:
-        messages = [
-            Message.create(
-                aggregate_type="order",
-                aggregate_id=doc,
-                event_type="order.changed",
-                payload={"n": n},
-                topic=self.topic,
-            )
-            for n in range(count)
-        ]
+        messages = [order_changed(doc, self.topic, n=n) for n in range(count)]
         lock = self._locks[doc] if self.serialize else contextlib.nullcontext()
         async with lock:
             after = await self.outbox.find_one_and_update(
@@ -163,61 +141,4 @@ class MongoWriters:
 
     @property
     def ids(self) -> set[str]:
-        return {m for ids in self.committed.values() for m in ids}
-
-
-class MongoRelayProcess:
-    """``outboxkit relay --store mongodb --publisher kafka`` in its own process and session;
-    settings through ``OUTBOXKIT_*`` environment variables (nothing inherited)."""
-
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.cwd = log_dir  # no outboxkit.toml there
-        self._env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
-        self._env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> MongoRelayProcess:
-        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", "mongodb"]
-        argv += ["--publisher", "kafka", "--instance-id", self.name]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, and reap."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def lost_leases(self) -> list[int]:
-        """Shards whose lease this relay lost (heartbeat too late), one per loss, from its log."""
-        return [int(m) for m in re.findall(r"lease lost: shard (\d+)", self.log())]
-
-    def stop(self, timeout: float = 20) -> int | None:
-        """SIGTERM (graceful: drain, release leases), SIGKILL if it does not exit in time;
-        the exit status, or None if it had to be killed."""
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.terminate()
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            return None
+        return committed_ids(self.committed)

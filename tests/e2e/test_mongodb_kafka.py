@@ -19,14 +19,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers_pg_kafka import Delivery, TopicReader, kafka_topic, verdict
-from mongo_helpers import (
-    MongoRelayProcess,
-    MongoWriters,
-    loses_concurrent_updates,
-    mongo_database,
-)
+from checks import Delivery, verdict
+from kafka_broker import TopicReader, kafka_topic
+from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_database
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from relays import RelayProcess, outboxkit_env
 
 from outboxkit.sharding import shard_of
 
@@ -110,25 +107,37 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
             serialize_per_document=lossy,
         )
         await writers.create_documents()
-        env = {
-            "OUTBOXKIT_STORE": "mongodb",
-            "OUTBOXKIT_PUBLISHER": "kafka",
-            "OUTBOXKIT_LOG_LEVEL": "info",
-            "OUTBOXKIT_LEASE_TTL": str(LEASE_TTL),
-            "OUTBOXKIT_BATCH_SIZE": str(BATCH),
-            "OUTBOXKIT_POLL_INTERVAL": "0.25",
-            "OUTBOXKIT_DRAIN_TIMEOUT": "10",
-            "OUTBOXKIT_BACKOFF_INITIAL": "0.1",
-            "OUTBOXKIT_BACKOFF_MAX": "1",
-            "OUTBOXKIT_MONGODB_URL": mongodb_url,
-            "OUTBOXKIT_MONGODB_DATABASE": db.name,
-            "OUTBOXKIT_MONGODB_COLLECTIONS": "orders",
-            "OUTBOXKIT_MONGODB_POLL_INTERVAL": "0.25",
-            "OUTBOXKIT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        }
-        relays = [MongoRelayProcess(f"relay-{i}", env, tmp_path) for i in range(RELAYS)]
+        env = outboxkit_env(
+            store="mongodb",
+            publisher="kafka",
+            log_level="info",
+            lease_ttl=LEASE_TTL,
+            batch_size=BATCH,
+            poll_interval="0.25",
+            drain_timeout="10",
+            backoff_initial="0.1",
+            backoff_max="1",
+            mongodb_url=mongodb_url,
+            mongodb_database=db.name,
+            mongodb_collections="orders",
+            mongodb_poll_interval="0.25",
+            kafka_bootstrap_servers=kafka_bootstrap,
+        )
+        # Run from tmp_path, where no outboxkit.toml is: the environment is all they read.
+        relays = [
+            RelayProcess(
+                f"relay-{i}",
+                env,
+                tmp_path,
+                store="mongodb",
+                publisher="kafka",
+                cwd=tmp_path,
+                log_level=None,
+            )
+            for i in range(RELAYS)
+        ]
         reader = TopicReader(kafka_bootstrap, topic)
-        victim: MongoRelayProcess | None = None
+        victim: RelayProcess | None = None
         codes: dict[str, int | None] = {}
         try:
             async with anyio.create_task_group() as tg:
@@ -170,7 +179,7 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
                 tg.cancel_scope.cancel()
 
             survivors = [r for r in relays if r is not victim]
-            assert all(r.alive() for r in survivors), "a surviving relay exited"
+            assert all(r.running for r in survivors), "a surviving relay exited"
             assert (await store.status()).pending == 0
         finally:
             codes = {r.name: r.stop() for r in relays if r is not victim}

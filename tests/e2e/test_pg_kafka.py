@@ -16,19 +16,11 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
-from helpers_pg_kafka import (
-    RelayProcess,
-    TopicReader,
-    Verdict,
-    Writers,
-    eventually,
-    kafka_pid,
-    kafka_topic,
-    verdict,
-)
+from checks import Verdict, eventually, verdict
+from kafka_broker import TopicReader, kafka_pid, kafka_topic
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
-
-from outboxkit.testing import unique_name
+from pg_support import Writers, outbox_schema
+from relays import RelayProcess, outboxkit_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,23 +41,24 @@ class Rig:
         self.writers: Writers
 
     def relay_env(self, batch_size: int) -> dict[str, str]:
-        return {
-            "OUTBOXKIT_PG_DSN": self.postgres_url,
-            "OUTBOXKIT_PG_SCHEMA": self.schema,
-            "OUTBOXKIT_PG_TABLE": "outbox",
-            "OUTBOXKIT_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-            "OUTBOXKIT_KAFKA_REQUEST_TIMEOUT_MS": "2000",
-            "OUTBOXKIT_KAFKA_DELIVERY_TIMEOUT_MS": "3000",
-            "OUTBOXKIT_BATCH_SIZE": str(batch_size),
-            "OUTBOXKIT_LEASE_TTL": str(LEASE_TTL),
-            "OUTBOXKIT_POLL_INTERVAL": "0.5",
-            "OUTBOXKIT_BACKOFF_INITIAL": "0.2",
-            "OUTBOXKIT_BACKOFF_MAX": "1.0",
-            "OUTBOXKIT_MAX_ATTEMPTS": "1000",
-        }
+        return outboxkit_env(
+            pg_dsn=self.postgres_url,
+            pg_schema=self.schema,
+            pg_table="outbox",
+            kafka_bootstrap_servers=self.kafka_bootstrap,
+            kafka_request_timeout_ms="2000",
+            kafka_delivery_timeout_ms="3000",
+            batch_size=batch_size,
+            lease_ttl=LEASE_TTL,
+            poll_interval="0.5",
+            backoff_initial="0.2",
+            backoff_max="1.0",
+            max_attempts="1000",
+        )
 
     def start_relay(self, name: str, batch_size: int = 100) -> RelayProcess:
-        relay = RelayProcess(name, self.relay_env(batch_size), self.tmp).start()
+        env = self.relay_env(batch_size)
+        relay = RelayProcess(name, env, self.tmp, store="pg", publisher="kafka").start()
         self.relays.append(relay)
         return relay
 
@@ -135,12 +128,11 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     """A migrated outbox of ``shard_count`` shards in a fresh schema, a 6-partition topic with
     a running reader, writers; relays stopped and everything removed afterwards."""
-    schema = unique_name("okt_e2e")
-    async with kafka_topic(kafka_bootstrap, partitions=6) as topic:
+    async with (
+        kafka_topic(kafka_bootstrap, partitions=6) as topic,
+        outbox_schema(postgres_url, shard_count) as schema,
+    ):
         rig = Rig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)
-        store = PostgresStore(rig.settings)
-        await store.migrate(shard_count)
-        await store.close()
         pool = await asyncpg.create_pool(postgres_url, min_size=8, max_size=8)
         try:
             rig.writers = Writers(pool, PostgresOutbox(schema=schema), f"{schema}.orders", topic)
@@ -154,7 +146,6 @@ async def rig(
                         relay.stop()
                     tg.cancel_scope.cancel()
         finally:
-            await pool.execute(f"DROP SCHEMA {schema} CASCADE")
             await pool.close()
 
 

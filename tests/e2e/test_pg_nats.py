@@ -2,7 +2,7 @@
 
 Each test has its own pg schema and its own JetStream stream (with a 2 minute duplicate
 window), runs three relay processes on 8 shards, and checks what the stream holds against the
-commit order recorded by the writers (see ``nats_e2e_support``): nothing lost, no duplicate
+commit order recorded by the writers (see ``pg_support.AuditedWriters``): nothing lost, no duplicate
 stored, first deliveries of each aggregate in commit order.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,38 +19,43 @@ import anyio
 import asyncpg
 import nats
 import pytest
+from checks import Delivery, Verdict, eventually, verdict
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
-from nats_e2e_support import (
-    AuditedWriters,
-    RelayProcess,
-    commit_order,
-    migrate,
-    nats_support,
-    pending,
-    read_deliveries,
-    relay_env,
-    verdict,
-    wait_until,
-)
+from nats_stream import nats_support, read_deliveries
+from pg_support import AuditedWriters, commit_order, create_audit_tables, outbox_schema, pending
+from relays import RelayProcess, outboxkit_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(240)]
 
 SHARDS = 8
 RELAYS = 3
 DUPLICATE_WINDOW = 120.0  # seconds
+STOP_TIMEOUT = 15.0  # seconds from SIGTERM to SIGKILL
+
+
+def relay_env(dsn: str, schema: str, nats_url: str, stream: str, **extra: Any) -> dict[str, str]:
+    """The relays' settings, through ``OUTBOXKIT_*`` variables (as a deployment would)."""
+    return outboxkit_env(
+        pg_dsn=dsn,
+        pg_schema=schema,
+        pg_pool_min=1,
+        pg_pool_max=4,
+        nats_servers=nats_url,
+        nats_stream=stream,
+        batch_size=200,
+        lease_ttl=2,
+        poll_interval=0.5,
+        **extra,
+    )
 
 
 @pytest.fixture
 async def schema(postgres_url: str) -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    await migrate(postgres_url, name, SHARDS)
-    yield name
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
+    """A migrated outbox of ``SHARDS`` shards and the writers' audit table, in a fresh schema."""
+    async with outbox_schema(postgres_url, SHARDS) as name:
+        await create_audit_tables(postgres_url, name)
+        yield name
 
 
 @pytest.fixture
@@ -93,15 +99,16 @@ class Relays:
 
     def start(self, count: int) -> list[RelayProcess]:
         base = len(self.processes)
+        names = [f"relay{base + n}-{uuid.uuid4().hex[:6]}" for n in range(count)]
         started = [
-            RelayProcess(f"relay{base + n}-{uuid.uuid4().hex[:6]}", self.env, self.log_dir).start()
-            for n in range(count)
+            RelayProcess(name, self.env, self.log_dir, store="pg", publisher="nats").start()
+            for name in names
         ]
         self.processes += started
         return started
 
     def stop_all(self) -> list[int | None]:
-        return [p.stop() for p in self.processes]
+        return [p.stop(STOP_TIMEOUT) for p in self.processes]
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in self.processes)
@@ -123,6 +130,39 @@ def relays(tmp_path: Path) -> Iterator[Any]:
                 process.stop(timeout=5)
 
 
+@dataclass
+class SharedServerRun:
+    """One test on the shared NATS server: its outbox schema, a connection to it, its stream
+    and the relays (none started yet) configured for both."""
+
+    dsn: str
+    schema: str
+    db: asyncpg.Connection
+    js: JetStreamContext
+    stream: Any
+    relays: Relays
+
+    def writers(self) -> AuditedWriters:
+        return AuditedWriters(self.dsn, self.schema, self.stream.subject("orders"))
+
+    async def check(self, total: int) -> Verdict:
+        return await check(self.js, self.stream, self.db, self.schema, total)
+
+
+@pytest.fixture
+def run(
+    postgres_url: str,
+    nats_url: str,
+    schema: str,
+    db: asyncpg.Connection,
+    shared_js: JetStreamContext,
+    shared_stream: Any,
+    relays: Any,
+) -> SharedServerRun:
+    group = relays(relay_env(postgres_url, schema, nats_url, shared_stream.name))
+    return SharedServerRun(postgres_url, schema, db, shared_js, shared_stream, group)
+
+
 def aggregates(count: int) -> list[str]:
     base = uuid.uuid4().hex[:8]
     return [f"agg-{base}-{n}" for n in range(count)]
@@ -137,26 +177,19 @@ async def drained(db: asyncpg.Connection, schema: str, timeout: float) -> float:
     async def empty() -> bool:
         return await pending(db, schema) == 0
 
-    return await wait_until(empty, timeout, "outbox drained by the relays", interval=0.2)
+    return await eventually(empty, timeout, "outbox drained by the relays", interval=0.2)
 
 
 async def check(
     js: JetStreamContext, stream: Any, db: asyncpg.Connection, schema: str, total: int
-) -> Any:
+) -> Verdict:
     committed = await commit_order(db, schema)
     assert sum(len(ids) for ids in committed.values()) == total
     deliveries = await read_deliveries(js, stream.name, stream.wildcard, timeout=30)
     return verdict(deliveries, committed)
 
 
-def backlog(writers: AuditedWriters, count: int) -> Any:
-    async def reached() -> bool:
-        return writers.committed >= count
-
-    return reached
-
-
-def report(name: str, result: Any, started: float, extra: str = "") -> None:
+def report(name: str, result: Verdict, started: float, extra: str = "") -> None:
     print(
         f"\n[{name}] delivered={result.delivered} duplicates={result.duplicates} "
         f"lost={len(result.lost)} order_violations={len(result.order_violations)} "
@@ -164,34 +197,25 @@ def report(name: str, result: Any, started: float, extra: str = "") -> None:
     )
 
 
-def assert_sound(result: Any, group: Relays) -> None:
+def assert_sound(result: Verdict, group: Relays) -> None:
     assert result.ok, f"{result.summary()}\n{group.logs()}"
 
 
 # -- 1. throughput, order and completeness with three relays ---------------------------------
 
 
-async def test_pg_to_nats_three_relays_concurrent_writers(
-    postgres_url: str,
-    nats_url: str,
-    schema: str,
-    db: asyncpg.Connection,
-    shared_js: JetStreamContext,
-    shared_stream: Any,
-    relays: Any,
-) -> None:
+async def test_pg_to_nats_three_relays_concurrent_writers(run: SharedServerRun) -> None:
     total, started = 20_000, time.monotonic()
-    group: Relays = relays(relay_env(postgres_url, schema, nats_url, shared_stream.name))
+    group, writers = run.relays, run.writers()
     group.start(RELAYS)
-    writers = AuditedWriters(postgres_url, schema, shared_stream.subject("orders"))
     with anyio.fail_after(120):  # ~20 s on an idle 2-core machine
         await writers.run(total, aggregates(500), writers=8)
     written = time.monotonic() - started
-    await drained(db, schema, timeout=60)
+    await drained(run.db, run.schema, timeout=60)
     assert [p.running for p in group.processes] == [True] * RELAYS, group.logs()
     assert group.stop_all() == [0] * RELAYS, group.logs()
 
-    result = await check(shared_js, shared_stream, db, schema, total)
+    result = await run.check(total)
     report(
         "pg->nats 3 relays",
         result,
@@ -205,18 +229,10 @@ async def test_pg_to_nats_three_relays_concurrent_writers(
 # -- 2. SIGKILL of a relay while messages flow --------------------------------------------------
 
 
-async def test_relay_sigkill_mid_batch_no_loss_no_duplicate(
-    postgres_url: str,
-    nats_url: str,
-    schema: str,
-    db: asyncpg.Connection,
-    shared_js: JetStreamContext,
-    shared_stream: Any,
-    relays: Any,
-) -> None:
+async def test_relay_sigkill_mid_batch_no_loss_no_duplicate(run: SharedServerRun) -> None:
     total, started = 12_000, time.monotonic()
-    group: Relays = relays(relay_env(postgres_url, schema, nats_url, shared_stream.name))
-    writers = AuditedWriters(postgres_url, schema, shared_stream.subject("orders"))
+    group, writers = run.relays, run.writers()
+    db, schema, js, stream = run.db, run.schema, run.js, run.stream
     in_flight: set[str] = set()
     takeover = 0.0
 
@@ -224,21 +240,21 @@ async def test_relay_sigkill_mid_batch_no_loss_no_duplicate(
         nonlocal takeover
 
         # A backlog first, so the relays publish full batches when one of them is killed.
-        await wait_until(backlog(writers, 5_000), 40, "a backlog of 5,000 messages")
+        await eventually(lambda: writers.committed >= 5_000, 40, "a backlog of 5,000 messages")
         victim = group.start(RELAYS)[0]
 
         async def flowing() -> bool:
             owned = await db.fetchval(
                 f"SELECT count(*) FROM {schema}.outbox_leases WHERE owner = $1", victim.name
             )
-            return owned > 0 and await stream_count(shared_js, shared_stream.name) >= 2_000
+            return owned > 0 and await stream_count(js, stream.name) >= 2_000
 
-        await wait_until(flowing, 40, "messages flowing through the victim relay", interval=0.05)
+        await eventually(flowing, 40, "messages flowing through the victim relay", interval=0.05)
         victim.kill()
         killed = time.monotonic()
         # Published by the victim but not acknowledged: still in its shards' rows, already in
         # the stream (nobody else may publish those shards before its leases expire).
-        last_seq = (await shared_js.stream_info(shared_stream.name)).state.last_seq
+        last_seq = (await js.stream_info(stream.name)).state.last_seq
         rows = await db.fetch(
             f"SELECT o.id FROM {schema}.outbox AS o JOIN {schema}.outbox_leases AS l "
             "USING (shard) WHERE l.owner = $1",
@@ -253,12 +269,12 @@ async def test_relay_sigkill_mid_batch_no_loss_no_duplicate(
             )
             return int(held) == 0
 
-        await wait_until(taken_over, 20, "victim's shards taken over", interval=0.05)
+        await eventually(taken_over, 20, "victim's shards taken over", interval=0.05)
         takeover = time.monotonic() - killed
         unacked = {str(r["id"]) for r in rows}
-        stored = await read_deliveries(shared_js, shared_stream.name, shared_stream.wildcard)
+        stored = await read_deliveries(js, stream.name, stream.wildcard)
         in_flight.update(
-            d.message_id for d in stored if d.stream_seq <= last_seq and d.message_id in unacked
+            d.message_id for d in stored if d.position <= last_seq and d.message_id in unacked
         )
 
     with anyio.fail_after(120):
@@ -269,9 +285,9 @@ async def test_relay_sigkill_mid_batch_no_loss_no_duplicate(
     assert not group.processes[0].running
     survivors = group.processes[1:]
     assert all(p.running for p in survivors), group.logs()
-    assert [p.stop() for p in survivors] == [0] * len(survivors), group.logs()
+    assert [p.stop(STOP_TIMEOUT) for p in survivors] == [0] * len(survivors), group.logs()
 
-    result = await check(shared_js, shared_stream, db, schema, total)
+    result = await run.check(total)
     report(
         "pg->nats SIGKILL",
         result,
@@ -319,13 +335,13 @@ async def test_nats_restart_during_run(
         async def restart_while_flowing() -> None:
             nonlocal outage, before
 
-            await wait_until(backlog(writers, 4_000), 40, "a backlog of 4,000 messages")
+            await eventually(lambda: writers.committed >= 4_000, 40, "a backlog of 4,000 messages")
             group.start(RELAYS)
 
             async def flowing() -> bool:
                 return await stream_count(js, stream.name) >= 2_500
 
-            await wait_until(flowing, 40, "messages flowing to the private server")
+            await eventually(flowing, 40, "messages flowing to the private server")
             down = time.monotonic()
             await anyio.to_thread.run_sync(server.stop)  # SIGTERM: store flushed
             before = writers.committed
@@ -360,17 +376,15 @@ async def test_nats_restart_during_run(
 
 
 def test_verdict_detects_loss_duplicates_and_disorder() -> None:
-    from nats_e2e_support import Delivery
-
     committed = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"]}
 
     def stream(*ids: str) -> list[Delivery]:
-        return [Delivery(m[0], m, m, seq) for seq, m in enumerate(ids, 1)]
+        return [Delivery(m[0], m, position=seq, msg_id_header=m) for seq, m in enumerate(ids, 1)]
 
     assert verdict(stream("a1", "b1", "a2", "b2", "a3"), committed).ok
     assert verdict(stream("a1", "b1", "a2", "b2", "a2", "a3"), committed).duplicates == 1
     assert verdict(stream("a1", "b1", "b2", "a3"), committed).lost == ["a2"]
     assert verdict(stream("a1", "a3", "b1", "a2", "b2"), committed).order_violations
     assert verdict(stream("a1", "b1", "a2", "b2", "a3", "c1"), committed).unexpected == ["c1"]
-    wrong_header = [*stream("a1", "b1", "a2", "b2"), Delivery("a", "a3", "x", 9)]
+    wrong_header = [*stream("a1", "b1", "a2", "b2"), Delivery("a", "a3", 9, msg_id_header="x")]
     assert verdict(wrong_header, committed).bad_headers == 1
