@@ -62,6 +62,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated scenarios to run (default: all of {', '.join(SCENARIOS)})",
     )
     parser.add_argument(
+        "--pipelines",
+        default="",
+        help="throughput scenario: comma-separated pipelines to run, e.g. pg-kafka,pg-nats "
+        "(default: all of pg-kafka, pg-nats, mongodb-kafka)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile the pg -> kafka relay (pyinstrument)"
     )
     parser.add_argument(
@@ -89,6 +95,7 @@ async def run(args: argparse.Namespace) -> RunResults:
         results=results,
         out=run_directory(args.results_dir, started),
         profile=args.profile,
+        pipelines=tuple(p.strip() for p in args.pipelines.split(",") if p.strip()),
     )
     clock = time.perf_counter()
     for name in args.only:

@@ -35,6 +35,8 @@ class Context:
     out: Path
     """This run's results directory (profiles go there)."""
     profile: bool = False
+    pipelines: tuple[str, ...] = ()
+    """Throughput pipelines to run (``"pg-kafka"``, ...); empty: all."""
 
     def broker(self, name: str) -> BrokerTarget:
         if name == "kafka":

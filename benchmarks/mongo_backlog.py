@@ -42,6 +42,22 @@ class MongoBacklog:
             ops = [self._upsert(own) for own in chunk]
             await collection.bulk_write(ops, ordered=False)
             tracker.add(sum(len(own) for own in chunk))
+        await self._check_stored(len(messages))
+
+    async def _check_stored(self, expected: int) -> None:
+        """Fail unless the database holds exactly ``expected`` pending entries.
+
+        Each document gets one write (no two writes race on it, which FerretDB could lose),
+        so a shortfall here is a server problem, not something the relay should be blamed
+        for later.
+        """
+        f = self._writer.fields
+        collection = self._client[self.settings.database][COLLECTION]
+        stored = 0
+        async for doc in collection.find({f.pending: True}, {f"{f.array}.id": 1}):
+            stored += len(doc.get(f.array) or [])
+        if stored != expected:
+            raise RuntimeError(f"backlog holds {stored} pending entries, {expected} were written")
 
     def _upsert(self, own: Sequence[Message]) -> UpdateOne:
         key = {"_id": own[0].aggregate_id}

@@ -2,6 +2,12 @@
 
 Prints ``ready`` once imported and set up, starts relaying when a line arrives on stdin,
 stops on SIGTERM (draining, releasing leases) and prints its metrics as one JSON line.
+
+Used by the scaling scenario and, with ``--acks FILE``, by the latency scenario: then the
+publisher is wrapped in an :class:`~benchmarks.timing.AckClock` on the wall clock
+(``time.time``, comparable with the writer process's commit times on the same host), the
+process prints ``owned`` once it holds ``--shard-count`` shards, and on exit it writes the ack
+time of every message id to ``FILE`` as JSON.
 """
 
 from __future__ import annotations
@@ -9,12 +15,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 import anyio
 import msgspec
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_postgres import PostgresSettings, PostgresStore
 
+from benchmarks.timing import AckClock
+from outboxkit.protocols import Publisher
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay_settings import RelaySettings
 
@@ -22,8 +31,15 @@ __all__ = ["main"]
 
 
 async def serve(args: argparse.Namespace) -> None:
-    store = PostgresStore(PostgresSettings(dsn=args.dsn, schema=args.schema))
-    publisher = KafkaPublisher(KafkaSettings(bootstrap_servers=args.bootstrap))
+    store = PostgresStore(
+        PostgresSettings(
+            dsn=args.dsn, schema=args.schema, shard_count=args.shard_count, notify=args.notify
+        )
+    )
+    publisher: Publisher = KafkaPublisher(KafkaSettings(bootstrap_servers=args.bootstrap))
+    clock = AckClock(publisher, clock=time.time) if args.acks else None
+    if clock is not None:
+        publisher = clock
     relay = ShardedRelay(
         store,
         publisher,
@@ -31,6 +47,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.readline)
+    cpu = [time.process_time()]
     async with anyio.create_task_group() as tg:
 
         async def on_sigterm() -> None:
@@ -39,9 +56,21 @@ async def serve(args: argparse.Namespace) -> None:
                     relay.stop()
                     return
 
+        async def announce_owned() -> None:
+            while len(relay.shards) < args.shard_count:  # noqa: ASYNC110 (no event for it)
+                await anyio.sleep(0.05)
+            cpu[0] = time.process_time()  # from here on: relaying, not setting up
+            print("owned", flush=True)
+
         tg.start_soon(on_sigterm)
+        if clock is not None:
+            tg.start_soon(announce_owned)
         await relay.run()
         tg.cancel_scope.cancel()
+    if clock is not None:
+        used = time.process_time() - cpu[0]
+        acks = {"acked": clock.acked, "cpu_s": used}
+        await anyio.Path(args.acks).write_bytes(msgspec.json.encode(acks))
     print(msgspec.json.encode(relay.metrics).decode(), flush=True)
 
 
@@ -50,6 +79,9 @@ def main() -> None:
     for name in ("--dsn", "--schema", "--bootstrap", "--name"):
         parser.add_argument(name, required=True)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--shard-count", type=int, default=64)
+    parser.add_argument("--notify", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--acks", help="write wall-clock ack times by message id here")
     anyio.run(serve, parser.parse_args())
 
 

@@ -39,7 +39,12 @@ async def relay_until(
             tracker.done = relay.metrics.published
             return tracker.done >= count
 
-        await wait_until(published, timeout, step=0.005)
+        finished = await wait_until(published, timeout, step=0.005)
         elapsed = time.perf_counter() - started
         relay.stop()
+    if not finished:
+        raise TimeoutError(
+            f"the relay published {relay.metrics.published} of {count} messages in "
+            f"{timeout:.0f} s; see its log above, or give the scenario more time"
+        )
     return elapsed, relay.metrics

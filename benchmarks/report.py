@@ -52,6 +52,7 @@ def _latency_table(results: RunResults) -> list[str]:
         "p95 ms",
         "p99 ms",
         "max ms",
+        "CPU us/msg",
     )
     return _table(
         header,
@@ -66,6 +67,7 @@ def _latency_table(results: RunResults) -> list[str]:
                 _num(x.p95),
                 _num(x.p99),
                 _num(x.max),
+                ", ".join(f"{name} {us:,.0f}" for name, us in x.cpu_us.items()),
             )
             for x in results.latencies
         ),

@@ -60,6 +60,8 @@ class Latency(msgspec.Struct, kw_only=True):
     p95: float
     p99: float
     max: float
+    cpu_us: dict[str, float] = msgspec.field(default_factory=dict)
+    """CPU time per message of each process (``relay``, ``writer``), microseconds."""
 
 
 class RunResults(msgspec.Struct, kw_only=True):

@@ -1,32 +1,42 @@
 """Scenario 3: end-to-end latency under an open-loop offered load (pg -> kafka).
 
-A scheduler starts one single-message transaction every ``1/rate`` seconds whatever the
-previous ones are doing (open loop); each message's commit time is taken when its commit
-returns. The in-process relay's publisher is wrapped to note when each message's publish call
-was acknowledged (commit -> ack), and a consumer reading the topic matches deliveries by the
-``outboxkit-id`` header (commit -> receive). Run once with LISTEN/NOTIFY wake-ups and once with
-``notify=False`` (pure polling at the relay's default ``poll_interval``).
+Three processes, so that the relay's process runs the relay and nothing else:
+
+- the writer (``python -m benchmarks.latency_writer``) starts one single-message transaction
+  every ``1/rate`` seconds whatever the previous ones are doing (open loop) and notes each
+  message's commit time (wall clock, right after ``COMMIT`` returned);
+- the relay (``python -m benchmarks.relay_process --acks``) wraps its Kafka publisher to note
+  when the publish call that delivered each message returned, i.e. all its records were
+  acknowledged by the broker (``acks=all``) -- commit -> ack;
+- this process runs a Kafka consumer that matches deliveries by the ``outboxkit-id`` header
+  and notes their receive time -- commit -> receive.
+
+All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
+(``time.process_time``) per message are reported next to the percentiles. Run once with
+LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the relay's default
+``poll_interval``).
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import time
-from collections import defaultdict
+from pathlib import Path
 
 import anyio
+import msgspec
+from anyio.abc import Process
 
 from benchmarks.consumers import Consume
 from benchmarks.context import Context
-from benchmarks.pg_backlog import PgBacklog, pg_backlog
+from benchmarks.pg_backlog import pg_backlog
 from benchmarks.progress import Progress, progress, say, wait_until
 from benchmarks.results import Bar, Latency, Measure
+from benchmarks.servers import REPO
 from benchmarks.stats import latency_summary
 from benchmarks.targets import BrokerTarget, unique
-from benchmarks.timing import AckClock
 from benchmarks.verify import Tally
-from benchmarks.workload import make_message
-from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
 
 __all__ = ["run"]
 
@@ -41,7 +51,7 @@ WRITE_CONNECTIONS = 16
 
 
 class Probe:
-    """Commit and receive times of one run, by message id."""
+    """Commit and receive times (wall clock) of one run, by message id."""
 
     def __init__(self) -> None:
         self.committed: dict[str, float] = {}
@@ -49,40 +59,63 @@ class Probe:
         self.tally = Tally()
         self.writing = True
         self.tracker: Progress | None = None
+        self._offset = time.time() - time.perf_counter()
 
     def on_first(self, message_id: str, when: float) -> None:
-        self.received[message_id] = when
+        """``when`` is a ``perf_counter`` time (see :class:`Consume`)."""
+        self.received[message_id] = when + self._offset
         if self.tracker is not None:
             self.tracker.add()
 
 
-async def offer_load(
-    backlog: PgBacklog, topic: str, rate: int, seconds: float, probe: Probe
-) -> float:
-    """Write ``rate * seconds`` messages open-loop; return the achieved commit rate."""
-    payload = b"x" * 1024
-    locks: defaultdict[int, anyio.Lock] = defaultdict(anyio.Lock)
-    seqs: defaultdict[int, int] = defaultdict(int)
-    total = int(rate * seconds)
+class Lines:
+    """The stdout lines of a child process."""
 
-    async def write(index: int) -> None:
-        aggregate = index % AGGREGATES
-        async with locks[aggregate]:  # one writer per aggregate: seq order = commit order
-            message = make_message(topic, aggregate, seqs[aggregate], payload)
-            seqs[aggregate] += 1
-            async with backlog.pool.acquire() as conn, conn.transaction():
-                await backlog.outbox.add(conn, message)
-            probe.committed[str(message.id)] = time.perf_counter()
-            probe.tally.expect(message)
+    def __init__(self, process: Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        self._buffer = b""
 
-    started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for index in range(total):
-            delay = started + index / rate - time.perf_counter()
-            if delay > 0:
-                await anyio.sleep(delay)
-            tg.start_soon(write, index)
-    return total / (time.perf_counter() - started)
+    async def expect(self, word: bytes, timeout: float) -> None:
+        """Read lines until one starts with ``word``."""
+        assert self.process.stdout is not None
+        with anyio.fail_after(timeout):
+            while True:
+                while b"\n" in self._buffer:
+                    line, self._buffer = self._buffer.split(b"\n", 1)
+                    if line.startswith(word):
+                        return
+                try:
+                    self._buffer += await self.process.stdout.receive()
+                except anyio.EndOfStream:
+                    raise RuntimeError(f"{self.name} ended before printing {word!r}") from None
+
+    async def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(line)
+
+
+async def spawn(name: str, module: str, *args: str) -> Lines:
+    process = await anyio.open_process([sys.executable, "-m", module, *args], cwd=REPO, stderr=None)
+    lines = Lines(process, name)
+    await lines.expect(b"ready", 60)
+    return lines
+
+
+async def stop(lines: Lines) -> None:
+    """SIGTERM (the relay drains and releases its leases) and wait for the exit."""
+    process = lines.process
+    if process.returncode is None:
+        process.terminate()
+    assert process.stdout is not None
+    with anyio.move_on_after(30):
+        async for _ in process.stdout:
+            pass
+    with anyio.move_on_after(10):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -> None:
@@ -90,38 +123,69 @@ async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -
     mode = "notify" if notify else "polling"
     step = f"{rate:,} msg/s, {mode}"
     probe = Probe()
-    async with (
-        broker.destination(f"lat_{rate}_{mode}") as topic,
-        pg_backlog(
-            ctx.servers.postgres,
-            unique("lat"),
-            ctx.size.shard_count,
-            notify=notify,
-            pool_size=WRITE_CONNECTIONS,
-        ) as backlog,
-    ):
-        clock = AckClock(broker.publisher(topic))
-        relay = ShardedRelay(backlog.store(), clock, RelaySettings(drain_timeout=5.0))
-        consume = Consume(
-            probe.tally,
-            done=lambda: not probe.writing and probe.tally.complete(),
-            idle=15.0,
-            on_first=probe.on_first,
-        )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(relay.run)
-            tg.start_soon(broker.consume, topic, consume)
-            await wait_until(lambda: len(relay.shards) >= ctx.size.shard_count, 10)
-            total = int(rate * ctx.size.load_seconds)
-            async with progress(f"{SCENARIO} {step}: received", total) as probe.tracker:
-                achieved = await offer_load(backlog, topic, rate, ctx.size.load_seconds, probe)
-                probe.writing = False
-                await wait_until(probe.tally.complete, 30)
-            relay.stop()
+    total = int(rate * ctx.size.load_seconds)
+    flag = "--notify" if notify else "--no-notify"
+    servers = ctx.servers
+    with tempfile.TemporaryDirectory(prefix="outboxkit-latency-") as tmp:
+        acks_file, writes_file = Path(tmp) / "acks.json", Path(tmp) / "writes.json"
+        async with (
+            broker.destination(f"lat_{rate}_{mode}") as topic,
+            pg_backlog(
+                servers.postgres, unique("lat"), ctx.size.shard_count, notify=notify, pool_size=1
+            ) as backlog,
+        ):
+            schema = backlog.settings.schema
+            relay = await spawn(
+                "relay process",
+                "benchmarks.relay_process",
+                *("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka),
+                *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
+                *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
+            )
+            try:
+                writer = await spawn(
+                    "writer process",
+                    "benchmarks.latency_writer",
+                    *("--dsn", servers.postgres, "--schema", schema, "--topic", topic),
+                    *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds), flag),
+                    *("--aggregates", str(AGGREGATES), "--connections", str(WRITE_CONNECTIONS)),
+                    *("--out", str(writes_file)),
+                )
+                consume = Consume(
+                    probe.tally,
+                    done=lambda: not probe.writing and probe.tally.complete(),
+                    idle=15.0 + ctx.size.load_seconds,
+                    on_first=probe.on_first,
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(broker.consume, topic, consume)
+                    await relay.send(b"go\n")
+                    await relay.expect(b"owned", 30)
+                    label = f"{SCENARIO} {step}: received"
+                    async with progress(label, total) as probe.tracker:
+                        await writer.send(b"go\n")
+                        await writer.expect(b"done", ctx.size.load_seconds * 4 + 60)
+                        await writer.process.wait()
+                        writes = msgspec.json.decode(writes_file.read_bytes())
+                        for message_id, _aggregate, _seq, committed in writes["committed"]:
+                            probe.committed[message_id] = committed
+                            probe.tally.expected.add(message_id)
+                        probe.writing = False
+                        await wait_until(probe.tally.complete, 30)
+            finally:
+                await stop(relay)
+        acks = msgspec.json.decode(acks_file.read_bytes()) if acks_file.exists() else {}
+    acked: dict[str, float] = acks.get("acked", {})
+    achieved = float(writes["achieved"])
+    cpu_us = {
+        "relay": float(acks.get("cpu_s", 0.0)) * 1e6 / total,
+        "writer": float(writes["cpu_s"]) * 1e6 / total,
+    }
     ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
-    for kind, ends in (("commit->ack", clock.acked), ("commit->receive", probe.received)):
+    for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
         samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
         summary = latency_summary(step, kind, rate, achieved, samples)
+        summary.cpu_us = cpu_us
         ctx.results.latencies.append(summary)
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
         if kind == "commit->ack" and notify and rate == BAR_LOAD:

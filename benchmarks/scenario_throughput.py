@@ -125,6 +125,8 @@ async def run(ctx: Context) -> None:
     """Measure every pipeline (a failing one is recorded, the others still run) and, with
     ``--profile``, profile pg -> kafka once more."""
     for store, broker_name in PIPELINES:
+        if ctx.pipelines and f"{store}-{broker_name}" not in ctx.pipelines:
+            continue
         try:
             await pipeline(ctx, store, broker_name)
         except Exception as exc:

@@ -6,6 +6,12 @@ the loop, as a service would). Rounds alternate (alone, with, alone, with, ...) 
 load hits both alike. Ratio: cost = tx/s alone / tx/s with outbox (bar <= 1.2). Correctness:
 every committed business row of the "with" rounds has exactly one outbox row. A third
 variant adds without NOTIFY (``notify=False``) to show what the wake-up costs writers.
+
+The bar is evaluated on that definition (one business ``INSERT``). Because a one-statement
+transaction makes the outbox's share look as large as it can be, a second, separately
+labelled pair of variants uses a more realistic business transaction -- insert an order,
+insert its 3 order lines, decrement one stock row (3 round trips) -- alone and with
+``outbox.add``; its ratio is reported next to the bar's, without a bar of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ __all__ = ["run"]
 SCENARIO = "2 write path"
 BAR = Bar(op="<=", limit=1.2, text="alone / with outbox <= 1.2")
 AGGREGATES = 10_000
+PRODUCTS = 10_000
+ORDER_VARIANTS = ("order tx alone", "order tx with outbox")
 
 
 async def write_round(
@@ -41,8 +49,15 @@ async def write_round(
     label: str,
 ) -> int:
     """Transactions committed by all connections in ``seconds``."""
-    business = f'INSERT INTO "{backlog.settings.schema}".bench_orders (customer, amount, '
+    schema = backlog.settings.schema
+    business = f'INSERT INTO "{schema}".bench_orders (customer, amount, '
     business += "with_outbox) VALUES ($1, $2, $3)"
+    order = f'INSERT INTO "{schema}".bench_order (customer, with_outbox) VALUES ($1, $2) '
+    order += "RETURNING id"
+    line = f'INSERT INTO "{schema}".bench_order_line (order_id, line_no, product, quantity, '
+    line += "price) VALUES ($1, $2, $3, $4, $5)"
+    stock = f'UPDATE "{schema}".bench_stock SET quantity = quantity - $2 WHERE product = $1'
+    realistic = label in ORDER_VARIANTS
     payload = {"note": os.urandom(480).hex()}  # ~1 KiB of JSON
     with_outbox = outbox is not None
     deadline = time.perf_counter() + seconds
@@ -53,7 +68,14 @@ async def write_round(
             while time.perf_counter() < deadline:
                 customer = aggregate_id(rng.randrange(AGGREGATES))
                 async with conn.transaction():
-                    await conn.execute(business, customer, rng.randrange(10_000), with_outbox)
+                    if realistic:
+                        order_id = await conn.fetchval(order, customer, with_outbox)
+                        products = [rng.randrange(PRODUCTS) for _ in range(3)]
+                        lines = [(order_id, n, p, 1 + n, 100 * p) for n, p in enumerate(products)]
+                        await conn.executemany(line, lines)
+                        await conn.execute(stock, products[0], 1)
+                    else:
+                        await conn.execute(business, customer, rng.randrange(10_000), with_outbox)
                     if outbox is not None:
                         message = Message.create(
                             aggregate_type="customer",
@@ -80,9 +102,16 @@ async def run(ctx: Context) -> None:
             "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
             "created_at timestamptz NOT NULL DEFAULT now())"
         )
+        await create_order_tables(backlog)
         conns = [await asyncpg.connect(ctx.servers.postgres) for _ in range(size.writers)]
         quiet = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
-        variants = {"alone": None, "with outbox": backlog.outbox, "with outbox, no NOTIFY": quiet}
+        variants = {
+            "alone": None,
+            "with outbox": backlog.outbox,
+            "with outbox, no NOTIFY": quiet,
+            "order tx alone": None,
+            "order tx with outbox": backlog.outbox,
+        }
         totals = dict.fromkeys(variants, 0)
         try:
             for _ in range(size.write_rounds):
@@ -93,7 +122,8 @@ async def run(ctx: Context) -> None:
         finally:
             for conn in conns:
                 await conn.close()
-        await check(ctx, backlog, totals["with outbox"] + totals["with outbox, no NOTIFY"])
+        committed = totals["with outbox"] + totals["with outbox, no NOTIFY"]
+        await check(ctx, backlog, committed + totals["order tx with outbox"])
     seconds = size.write_rounds * size.write_seconds
     rates = {label: total / seconds for label, total in totals.items()}
     alone, with_rate = rates["alone"], rates["with outbox"]
@@ -117,13 +147,49 @@ async def run(ctx: Context) -> None:
             },
         )
     )
+    order_alone, order_with = rates["order tx alone"], rates["order tx with outbox"]
+    ctx.results.measures.append(
+        Measure(
+            scenario=SCENARIO,
+            step=f"order + 3 lines + stock update + outbox.add, {size.writers} writers",
+            value=order_with,
+            unit="tx/s",
+            baseline=order_alone,
+            baseline_label="order tx alone",
+            ratio=order_alone / order_with if order_with else float("inf"),
+            ratio_label="alone/with",
+            details={
+                "with_over_alone": order_with / order_alone if order_alone else 0.0,
+                "statements_per_tx": 5,
+                "rounds": size.write_rounds,
+                "seconds_per_round": size.write_seconds,
+            },
+        )
+    )
+
+
+async def create_order_tables(backlog: PgBacklog) -> None:
+    """Orders, order lines and a stock of ``PRODUCTS`` products for the realistic variant."""
+    schema = backlog.settings.schema
+    await backlog.pool.execute(
+        f'CREATE TABLE "{schema}".bench_order (id bigserial PRIMARY KEY, customer text NOT NULL, '
+        "with_outbox boolean NOT NULL, created_at timestamptz NOT NULL DEFAULT now());"
+        f'CREATE TABLE "{schema}".bench_order_line (order_id bigint NOT NULL REFERENCES '
+        f'"{schema}".bench_order (id), line_no integer NOT NULL, product integer NOT NULL, '
+        "quantity integer NOT NULL, price bigint NOT NULL, PRIMARY KEY (order_id, line_no));"
+        f'CREATE TABLE "{schema}".bench_stock (product integer PRIMARY KEY, quantity bigint NOT '
+        "NULL);"
+        f'INSERT INTO "{schema}".bench_stock SELECT g, 1000000000 FROM generate_series(0, '
+        f"{PRODUCTS - 1}) g"
+    )
 
 
 async def check(ctx: Context, backlog: PgBacklog, committed: int) -> None:
     """Every committed "with" transaction left one outbox row, and no other row exists."""
     schema = backlog.settings.schema
     business = await backlog.pool.fetchval(
-        f'SELECT count(*) FROM "{schema}".bench_orders WHERE with_outbox'
+        f'SELECT (SELECT count(*) FROM "{schema}".bench_orders WHERE with_outbox) + '
+        f'(SELECT count(*) FROM "{schema}".bench_order WHERE with_outbox)'
     )
     rows = await backlog.pool.fetchval(f"SELECT count(*) FROM {backlog.table}")
     ctx.results.correctness.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from outboxkit.message import Message
 from outboxkit.protocols import Delivered, Outcome, Publisher
@@ -12,11 +12,13 @@ __all__ = ["AckClock"]
 
 
 class AckClock:
-    """Delegates to ``inner``; ``acked[id]`` is the ``perf_counter`` time at which the publish
-    call that delivered message ``id`` returned (all of a batch are acknowledged by then)."""
+    """Delegates to ``inner``; ``acked[id]`` is the ``clock()`` time (``perf_counter`` unless
+    told) at which the publish call that delivered message ``id`` returned (all of a batch are
+    acknowledged by then)."""
 
-    def __init__(self, inner: Publisher) -> None:
+    def __init__(self, inner: Publisher, clock: Callable[[], float] = time.perf_counter) -> None:
         self.inner = inner
+        self.clock = clock
         self.acked: dict[str, float] = {}
 
     async def open(self) -> None:
@@ -27,7 +29,7 @@ class AckClock:
 
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
         outcomes = await self.inner.publish(messages)
-        now = time.perf_counter()
+        now = self.clock()
         for message, outcome in zip(messages, outcomes, strict=False):
             if isinstance(outcome, Delivered):
                 self.acked.setdefault(str(message.id), now)

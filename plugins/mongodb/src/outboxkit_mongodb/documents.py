@@ -92,36 +92,47 @@ class Outboxes:
     async def remove(
         self, envelopes: Sequence[Envelope], session: AsyncClientSession | None
     ) -> None:
-        """Remove exactly these entries (``$pullAll`` of their stored values); clear the
-        markers of documents whose outbox became empty (a conditional single-document
-        update, so entries appended meanwhile keep their document pending)."""
+        """Remove exactly these entries; clear the markers of documents they empty.
+
+        Per document, one read and one write, both selecting it by ``_id`` (the only filter
+        FerretDB 1.x's SQLite backend pushes down; anything else scans the collection):
+
+        * if the entries are the whole outbox, one update guarded by ``<f>_seq`` (every
+          append increments it) empties the array and unsets the markers; a document
+          appended to meanwhile does not match and falls through to
+        * ``$pullAll`` of the entries' stored values (entries are never modified, so this
+          removes exactly them, on every server), which leaves the markers in place.
+
+        Documents are handled one after the other: the relay never sends two concurrent
+        updates to one document (FerretDB would lose one of them).
+        """
         f = self._fields
         for name, docs in by_document(envelopes).items():
             coll = self._schema.aggregates(name)
-            current = await coll.find(
-                {"_id": {"$in": list(docs)}}, {f.array: 1}, session=session
-            ).to_list()
-            ops = []
-            for doc in current:
-                ids = {str(e.message.id) for e in docs.get(doc["_id"], [])}
-                stored = [raw for raw in doc.get(f.array) or [] if raw.get("id") in ids]
-                if stored:
-                    ops.append(
-                        UpdateOne(
-                            {"_id": doc["_id"]},
-                            {
-                                "$pullAll": {f.array: stored},
-                                "$unset": {f"{f.retry}.{i}": "" for i in ids},
-                            },
-                        )
+            for doc_id, items in docs.items():
+                current = await coll.find_one(
+                    {"_id": doc_id}, {f.array: 1, f.seq: 1, f.pending: 1}, session=session
+                )
+                if current is None:
+                    continue
+                ids = {str(e.message.id) for e in items}
+                outbox = current.get(f.array) or []
+                stored = [raw for raw in outbox if raw.get("id") in ids]
+                if len(stored) == len(outbox) and f.seq in current and current.get(f.pending):
+                    emptied = await coll.update_one(
+                        {"_id": doc_id, f.seq: current[f.seq]},
+                        {"$set": {f.array: []}, "$unset": f.cleared_when_empty},
+                        session=session,
                     )
-            if ops:
-                await coll.bulk_write(ops, ordered=False, session=session)
-            await coll.update_many(
-                {"_id": {"$in": list(docs)}, f.pending: True, f.array: {"$size": 0}},
-                {"$unset": f.cleared_when_empty},
-                session=session,
-            )
+                    if emptied.matched_count:
+                        continue
+                if not stored:
+                    continue
+                await coll.update_one(
+                    {"_id": doc_id},
+                    {"$pullAll": {f.array: stored}, "$unset": {f"{f.retry}.{i}": "" for i in ids}},
+                    session=session,
+                )
 
     async def reschedule(
         self,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from outboxkit.message import Message
 from outboxkit.protocols import DeadLetter, Envelope
@@ -14,10 +15,27 @@ from outboxkit.sharding import aggregate_hash
 __all__ = ["dead_letter_from_row", "envelope_from_row", "writer_arguments"]
 
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
+_headers_encoder = msgspec.json.Encoder()
 
 
 def writer_arguments(messages: Sequence[Message], notify: bool) -> tuple[Any, ...]:
     """The column arrays passed to the ``<table>_add`` function, in message order."""
+    if len(messages) == 1:  # the common ``add``: one-element arrays without 11 comprehensions
+        m = messages[0]
+        return (
+            [aggregate_hash(m.aggregate_id)],
+            [m.id],
+            [m.aggregate_type],
+            [m.aggregate_id],
+            [m.event_type],
+            [m.topic],
+            [m.key],
+            [_headers_encoder.encode(m.headers).decode()],
+            [m.payload],
+            [m.content_type],
+            [m.created_at],
+            notify,
+        )
     return (
         [aggregate_hash(m.aggregate_id) for m in messages],
         [m.id for m in messages],
@@ -26,7 +44,7 @@ def writer_arguments(messages: Sequence[Message], notify: bool) -> tuple[Any, ..
         [m.event_type for m in messages],
         [m.topic for m in messages],
         [m.key for m in messages],
-        [msgspec.json.encode(m.headers).decode() for m in messages],
+        [_headers_encoder.encode(m.headers).decode() for m in messages],
         [m.payload for m in messages],
         [m.content_type for m in messages],
         [m.created_at for m in messages],
@@ -34,19 +52,30 @@ def writer_arguments(messages: Sequence[Message], notify: bool) -> tuple[Any, ..
     )
 
 
+_TEMPLATE = Message(aggregate_type="-", aggregate_id="-", event_type="-")
+_copy_template: Callable[[], Message] = _TEMPLATE.__copy__  # type: ignore[attr-defined]
+
+
 def _message(row: Mapping[str, Any]) -> Message:
-    return Message(
-        id=row["id"],
-        aggregate_type=row["aggregate_type"],
-        aggregate_id=row["aggregate_id"],
-        event_type=row["event_type"],
-        topic=row["topic"],
-        key=row["key"],
-        headers=_headers_decoder.decode(row["headers"]),
-        payload=bytes(row["payload"]),
-        content_type=row["content_type"],
-        created_at=row["created_at"],
-    )
+    """The message of a row, without re-running ``Message.__post_init__``.
+
+    Rows were validated by :class:`~outboxkit_postgres.PostgresOutbox` when written and the
+    table's constraints hold the rest, so the relay's hot path fills a copy of a template
+    (``copy`` does not run ``__post_init__``): about 1.1 instead of 2.7 us a message.
+    """
+    message = _copy_template()
+    put = force_setattr
+    put(message, "id", row["id"])
+    put(message, "aggregate_type", row["aggregate_type"])
+    put(message, "aggregate_id", row["aggregate_id"])
+    put(message, "event_type", row["event_type"])
+    put(message, "topic", row["topic"])
+    put(message, "key", row["key"])
+    put(message, "headers", _headers_decoder.decode(row["headers"]))
+    put(message, "payload", bytes(row["payload"]))
+    put(message, "content_type", row["content_type"])
+    put(message, "created_at", row["created_at"])
+    return message
 
 
 def envelope_from_row(row: Mapping[str, Any], shard: int) -> Envelope:
