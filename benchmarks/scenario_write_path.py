@@ -12,6 +12,11 @@ transaction makes the outbox's share look as large as it can be, a second, separ
 labelled pair of variants uses a more realistic business transaction -- insert an order,
 insert its 3 order lines, decrement one stock row (3 round trips) -- alone and with
 ``outbox.add``; its ratio is reported next to the bar's, without a bar of its own.
+
+A last variant, the floor, adds a second plain ``INSERT`` of a row of the same size (1 KiB
+payload, no lock, no sequence, no NOTIFY) instead of ``outbox.add``: what any second
+statement in the transaction costs on this machine, the least an outbox written in the same
+transaction can cost.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ BAR = Bar(op="<=", limit=1.2, text="alone / with outbox <= 1.2")
 AGGREGATES = 10_000
 PRODUCTS = 10_000
 ORDER_VARIANTS = ("order tx alone", "order tx with outbox")
+FLOOR = "with plain 1 KiB insert (floor)"
 
 
 async def write_round(
@@ -57,6 +63,7 @@ async def write_round(
     line = f'INSERT INTO "{schema}".bench_order_line (order_id, line_no, product, quantity, '
     line += "price) VALUES ($1, $2, $3, $4, $5)"
     stock = f'UPDATE "{schema}".bench_stock SET quantity = quantity - $2 WHERE product = $1'
+    plain = f'INSERT INTO "{schema}".bench_plain (id, aggregate_id, payload) VALUES ($1, $2, $3)'
     realistic = label in ORDER_VARIANTS
     payload = {"note": os.urandom(480).hex()}  # ~1 KiB of JSON
     with_outbox = outbox is not None
@@ -76,14 +83,17 @@ async def write_round(
                         await conn.execute(stock, products[0], 1)
                     else:
                         await conn.execute(business, customer, rng.randrange(10_000), with_outbox)
-                    if outbox is not None:
+                    if outbox is not None or label == FLOOR:
                         message = Message.create(
                             aggregate_type="customer",
                             aggregate_id=customer,
                             event_type="OrderPlaced",
                             payload=payload,
                         )
-                        await outbox.add(conn, message)
+                        if outbox is None:
+                            await conn.execute(plain, message.id, customer, message.payload)
+                        else:
+                            await outbox.add(conn, message)
                 tracker.add()
 
         async with anyio.create_task_group() as tg:
@@ -109,6 +119,7 @@ async def run(ctx: Context) -> None:
             "alone": None,
             "with outbox": backlog.outbox,
             "with outbox, no NOTIFY": quiet,
+            FLOOR: None,
             "order tx alone": None,
             "order tx with outbox": backlog.outbox,
         }
@@ -147,6 +158,18 @@ async def run(ctx: Context) -> None:
             },
         )
     )
+    ctx.results.measures.append(
+        Measure(
+            scenario=SCENARIO,
+            step=f"insert + plain 1 KiB insert (floor), {size.writers} writers",
+            value=rates[FLOOR],
+            unit="tx/s",
+            baseline=alone,
+            baseline_label="insert alone",
+            ratio=alone / rates[FLOOR] if rates[FLOOR] else float("inf"),
+            ratio_label="alone/with",
+        )
+    )
     order_alone, order_with = rates["order tx alone"], rates["order tx with outbox"]
     ctx.results.measures.append(
         Measure(
@@ -179,6 +202,8 @@ async def create_order_tables(backlog: PgBacklog) -> None:
         "quantity integer NOT NULL, price bigint NOT NULL, PRIMARY KEY (order_id, line_no));"
         f'CREATE TABLE "{schema}".bench_stock (product integer PRIMARY KEY, quantity bigint NOT '
         "NULL);"
+        f'CREATE TABLE "{schema}".bench_plain (id uuid PRIMARY KEY, aggregate_id text NOT NULL, '
+        "payload bytea NOT NULL);"
         f'INSERT INTO "{schema}".bench_stock SELECT g, 1000000000 FROM generate_series(0, '
         f"{PRODUCTS - 1}) g"
     )

@@ -47,12 +47,12 @@ def test_claimed_row_becomes_an_equal_message_without_sharing_state() -> None:
     assert first.message.headers is not second.message.headers
 
 
-def test_single_message_arguments_equal_the_general_path() -> None:
+def test_single_message_arguments_are_the_general_paths_first_elements() -> None:
     one = Message(
         aggregate_type="order", aggregate_id="o-1", event_type="Placed", headers={"h": "v"}
     )
     two = Message(aggregate_type="order", aggregate_id="o-2", event_type="Placed")
     single = writer_arguments((one,), True)
     pair = writer_arguments((one, two), False)
-    assert [column[:1] for column in pair[:-1]] == list(single[:-1])
+    assert [column[0] for column in pair[:-1]] == list(single[:-1])
     assert single[-1] is True and pair[-1] is False

@@ -19,21 +19,22 @@ _headers_encoder = msgspec.json.Encoder()
 
 
 def writer_arguments(messages: Sequence[Message], notify: bool) -> tuple[Any, ...]:
-    """The column arrays passed to the ``<table>_add`` function, in message order."""
-    if len(messages) == 1:  # the common ``add``: one-element arrays without 11 comprehensions
+    """The arguments of the ``add`` query: for one message its column values (``add_one``),
+    for several the column arrays passed to the ``<table>_add`` function, in message order."""
+    if len(messages) == 1:  # the common ``add``: scalars for the ``add_one`` statement
         m = messages[0]
         return (
-            [aggregate_hash(m.aggregate_id)],
-            [m.id],
-            [m.aggregate_type],
-            [m.aggregate_id],
-            [m.event_type],
-            [m.topic],
-            [m.key],
-            [_headers_encoder.encode(m.headers).decode()],
-            [m.payload],
-            [m.content_type],
-            [m.created_at],
+            aggregate_hash(m.aggregate_id),
+            m.id,
+            m.aggregate_type,
+            m.aggregate_id,
+            m.event_type,
+            m.topic,
+            m.key,
+            _headers_encoder.encode(m.headers).decode(),
+            m.payload,
+            m.content_type,
+            m.created_at,
             notify,
         )
     return (

@@ -57,6 +57,7 @@ class PostgresOutbox:
     ) -> None:
         self._names = OutboxNames(schema, table)
         self._sql = self._names.render(query_texts()["add"])
+        self._sql_one = self._names.render(query_texts()["add_one"])
         self._max_payload_bytes = max_payload_bytes
         self._notify = notify
 
@@ -76,7 +77,8 @@ class PostgresOutbox:
                 "`async with conn.transaction():` so the messages commit with the business change"
             )
         try:
-            await conn.execute(self._sql, *writer_arguments(messages, self._notify))
+            sql = self._sql_one if len(messages) == 1 else self._sql
+            await conn.execute(sql, *writer_arguments(messages, self._notify))
         except (
             asyncpg.UndefinedTableError,
             asyncpg.UndefinedFunctionError,
