@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from typing import Any
 
 import anyio
 import asyncpg
@@ -137,57 +138,50 @@ async def run(ctx: Context) -> None:
         await check(ctx, backlog, committed + totals["order tx with outbox"])
     seconds = size.write_rounds * size.write_seconds
     rates = {label: total / seconds for label, total in totals.items()}
-    alone, with_rate = rates["alone"], rates["with outbox"]
+    alone = rates["alone"]
     say(f"{SCENARIO}: " + ", ".join(f"{v:,.0f} tx/s {k}" for k, v in rates.items()))
-    ctx.results.measures.append(
-        Measure(
-            scenario=SCENARIO,
-            step=f"insert + outbox.add, {size.writers} writers",
-            value=with_rate,
-            unit="tx/s",
-            baseline=alone,
-            baseline_label="insert alone",
-            ratio=alone / with_rate if with_rate else float("inf"),
-            ratio_label="alone/with",
+    rounds = {"rounds": size.write_rounds, "seconds_per_round": size.write_seconds}
+    w = size.writers
+    ctx.results.measures += [
+        cost(
+            f"insert + outbox.add, {w} writers",
+            rates["with outbox"],
+            (alone, "insert alone"),
             bar=BAR,
-            details={
-                "with_over_alone": with_rate / alone if alone else 0.0,
-                "tx_per_s_without_notify": rates["with outbox, no NOTIFY"],
-                "rounds": size.write_rounds,
-                "seconds_per_round": size.write_seconds,
-            },
-        )
-    )
-    ctx.results.measures.append(
-        Measure(
-            scenario=SCENARIO,
-            step=f"insert + plain 1 KiB insert (floor), {size.writers} writers",
-            value=rates[FLOOR],
-            unit="tx/s",
-            baseline=alone,
-            baseline_label="insert alone",
-            ratio=alone / rates[FLOOR] if rates[FLOOR] else float("inf"),
-            ratio_label="alone/with",
-        )
-    )
-    order_alone, order_with = rates["order tx alone"], rates["order tx with outbox"]
-    ctx.results.measures.append(
-        Measure(
-            scenario=SCENARIO,
-            step=f"order + 3 lines + stock update + outbox.add, {size.writers} writers",
-            value=order_with,
-            unit="tx/s",
-            baseline=order_alone,
-            baseline_label="order tx alone",
-            ratio=order_alone / order_with if order_with else float("inf"),
-            ratio_label="alone/with",
-            details={
-                "with_over_alone": order_with / order_alone if order_alone else 0.0,
-                "statements_per_tx": 5,
-                "rounds": size.write_rounds,
-                "seconds_per_round": size.write_seconds,
-            },
-        )
+            tx_per_s_without_notify=rates["with outbox, no NOTIFY"],
+            **rounds,
+        ),
+        cost(
+            f"insert + plain 1 KiB insert (floor), {w} writers",
+            rates[FLOOR],
+            (alone, "insert alone"),
+        ),
+        cost(
+            f"order + 3 lines + stock update + outbox.add, {w} writers",
+            rates["order tx with outbox"],
+            (rates["order tx alone"], "order tx alone"),
+            statements_per_tx=5,
+            **rounds,
+        ),
+    ]
+
+
+def cost(
+    step: str, rate: float, baseline: tuple[float, str], bar: Bar | None = None, **details: Any
+) -> Measure:
+    """A transaction rate against its baseline; ratio = baseline / rate (the cost factor)."""
+    alone, label = baseline
+    return Measure(
+        scenario=SCENARIO,
+        step=step,
+        value=rate,
+        unit="tx/s",
+        baseline=alone,
+        baseline_label=label,
+        ratio=alone / rate if rate else float("inf"),
+        ratio_label="alone/with",
+        bar=bar,
+        details={"with_over_alone": rate / alone if alone else 0.0, **details},
     )
 
 
