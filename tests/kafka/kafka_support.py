@@ -18,16 +18,25 @@ __all__ = ["consume_records", "partition_count", "received", "topics", "topics_d
 
 @asynccontextmanager
 async def topics(
-    bootstrap: str, count: int = 1, partitions: int = 1, names: list[str] | None = None
+    bootstrap: str,
+    count: int = 1,
+    partitions: int = 1,
+    names: list[str] | None = None,
+    configs: dict[str, str] | None = None,
 ) -> AsyncIterator[list[str]]:
-    """``count`` fresh topics (or those ``names``) of ``partitions`` partitions each, deleted
-    afterwards."""
+    """``count`` fresh topics (or those ``names``) of ``partitions`` partitions each (with
+    topic ``configs``), deleted afterwards."""
     names = names or [unique_name("okt-kafka").replace("_", "-") for _ in range(count)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in names]
+            [
+                NewTopic(
+                    name=n, num_partitions=partitions, replication_factor=1, topic_configs=configs
+                )
+                for n in names
+            ]
         )
         with anyio.fail_after(10):  # until the brokers' metadata shows them
             while not set(names) <= set(await admin.list_topics()):  # noqa: ASYNC110

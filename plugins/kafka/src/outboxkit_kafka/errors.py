@@ -18,7 +18,14 @@ from aiokafka import errors as kafka_errors
 
 from outboxkit.protocols import Failed
 
-__all__ = ["classify", "not_acknowledged", "not_sent", "unknown_topic"]
+__all__ = [
+    "classify",
+    "not_acknowledged",
+    "not_sent",
+    "over_max_request_size",
+    "partition_failed",
+    "unknown_topic",
+]
 
 _NOT_RETRIABLE: tuple[type[BaseException], ...] = (
     kafka_errors.RecordTooLargeError,
@@ -79,6 +86,25 @@ def not_sent(aggregate_id: str, earlier: object) -> Failed:
     return Failed(
         f"not sent: earlier message {earlier} of aggregate {aggregate_id!r} failed",
         retriable=True,
+    )
+
+
+def partition_failed(topic: str, partition: int) -> Failed:
+    """The outcome of a record not sent because an earlier batch of its partition failed."""
+    return Failed(
+        f"not sent: an earlier batch to partition {partition} of {topic!r} failed", retriable=True
+    )
+
+
+def over_max_request_size(size: int, topic: str) -> Failed:
+    """The outcome of a record of ``size`` bytes, over ``max_request_size`` (the error
+    ``AIOKafkaProducer.send()`` raises)."""
+    return classify(
+        kafka_errors.MessageSizeTooLargeError(
+            f"The message is {size} bytes when serialized which is larger than the maximum "
+            "request size you have configured with the max_request_size configuration"
+        ),
+        topic,
     )
 
 

@@ -55,7 +55,13 @@ class KafkaSettings(msgspec.Struct, kw_only=True, frozen=True):
         msgspec.Meta(ge=1, description="replication factor of a topic made by create_topics"),
     ] = 1
     linger_ms: Annotated[
-        int, msgspec.Meta(ge=0, description="ms to wait for more records before sending a batch")
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="ms the producer waits for more records before sending a batch; the "
+            "publisher hands it complete batches (one publish call's records per partition), "
+            "which are sent at once",
+        ),
     ] = 0
     max_batch_size: Annotated[
         int, msgspec.Meta(ge=1024, description="bytes of records per partition batch")

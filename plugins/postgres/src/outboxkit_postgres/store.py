@@ -17,6 +17,7 @@ from outboxkit.errors import (
 )
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
 from outboxkit.secrets import mask_dsn
+from outboxkit_postgres.claims import ClaimMerger
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.migrations import LATEST_VERSION, migrate
@@ -54,6 +55,7 @@ class PostgresStore:
         self._lease_pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._shard_count: int | None = None
+        self._claims = ClaimMerger(self._claim_one, self._claim_many)
 
     @property
     def shard_count(self) -> int:
@@ -139,6 +141,7 @@ class PostgresStore:
         pools = [p for p in (self._pool, self._lease_pool) if p is not None]
         self._pool = self._lease_pool = None
         with anyio.CancelScope(shield=True):
+            await self._claims.close()
             if listener is not None:
                 await listener.close()
             for pool in pools:
@@ -194,9 +197,22 @@ class PostgresStore:
 
     # -- messages ---------------------------------------------------------------------------
     async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Due messages of the shard in sequence order; aggregates in backoff are skipped."""
-        rows = await self._main().fetch(self._q["claim"], lease.shard, limit)
+        """Due messages of the shard in sequence order; aggregates in backoff are skipped.
+
+        Claims that shard workers start in the same event-loop turn share one query.
+        """
+        rows = await self._claims.claim(lease.shard, limit)
         return [envelope_from_row(row, lease.shard) for row in rows]
+
+    async def _claim_one(self, shard: int, limit: int) -> list[Any]:
+        rows: list[Any] = await self._main().fetch(self._q["claim"], shard, limit)
+        return rows
+
+    async def _claim_many(self, shards: Sequence[int], limits: Sequence[int]) -> list[Any]:
+        rows: list[Any] = await self._main().fetch(
+            self._q["claim_shards"], list(shards), list(limits)
+        )
+        return rows
 
     async def _fenced(
         self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any

@@ -26,6 +26,25 @@ WHERE o.shard = $1
 ORDER BY o.seq
 LIMIT $2
 
+-- name: claim_shards
+-- The claims of several shards in one round trip: for each ($1[i], $2[i]) the rows the
+-- `claim` query returns for that shard and limit, each shard through the primary key.
+SELECT s.shard, c.*
+FROM unnest($1::integer[], $2::integer[]) WITH ORDINALITY AS s(shard, lim, n)
+CROSS JOIN LATERAL (
+    SELECT o.seq, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.topic, o.key,
+           o.headers::text AS headers, o.payload, o.content_type, o.created_at, o.attempts
+    FROM {{schema}}.{{table}} AS o
+    WHERE o.shard = s.shard
+      AND NOT EXISTS (
+          SELECT 1 FROM {{schema}}.{{table}} AS d
+          WHERE d.shard = s.shard AND d.available_at IS NOT NULL AND d.available_at > now()
+            AND d.aggregate_id = o.aggregate_id AND d.seq <= o.seq)
+    ORDER BY o.seq
+    LIMIT s.lim
+) AS c
+ORDER BY s.n, c.seq
+
 -- name: ack
 WITH {{fence}},
 gone AS (

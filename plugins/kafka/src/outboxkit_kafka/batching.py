@@ -1,0 +1,181 @@
+"""The records of one publish call, grouped per partition into aiokafka record batches.
+
+Every record goes to the partition the producer's own partitioner picks for its key (murmur2,
+like the Java client), exactly as ``AIOKafkaProducer.send()`` would. :class:`Call` keeps the
+outcome of each message and the aggregates that failed so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from outboxkit.message import Message
+from outboxkit.metrics import PublisherStats
+from outboxkit.protocols import Delivered, Failed, Outcome
+from outboxkit_kafka.errors import not_acknowledged, not_sent
+
+__all__ = ["DELIVERED", "Call", "Partitions", "Record", "record_size", "take_batch"]
+
+DELIVERED = Delivered()
+
+
+class Record(msgspec.Struct):
+    """One message as a Kafka record of a known partition."""
+
+    index: int
+    """Position of the message in the publish call."""
+    message: Message
+    topic: str
+    partition: int
+    key: bytes
+    headers: list[tuple[str, bytes]]
+    size: int
+    """Upper bound of its size in a batch."""
+    queued: asyncio.Future[object] | None = None
+    """Delivery of this record still queued by an earlier call: awaited, not queued again."""
+
+
+def record_size(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> int:
+    """aiokafka's upper bound of a record's size, the one ``send()`` checks against
+    ``max_request_size``."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    return size
+
+
+class Partitions:
+    """The partition of each key, chosen by the producer's own partitioner exactly as
+    ``AIOKafkaProducer.send()`` chooses it (same partition lists, same call)."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._lists: dict[str, tuple[list[int], list[int]]] = {}
+        self._chosen: dict[tuple[str, bytes], int] = {}
+
+    async def load(self, topic: str) -> None:
+        """Get the producer's metadata of ``topic`` if it has none (raising as ``send()``
+        does: UnknownTopicOrPartitionError after ``request_timeout_ms``)."""
+        if topic in self._lists:
+            return
+        await self._producer.partitions_for(topic)
+        metadata = self._producer._metadata
+        self._lists[topic] = (
+            list(metadata.partitions_for_topic(topic)),
+            list(metadata.available_partitions_for_topic(topic)),
+        )
+
+    def of(self, topic: str, key: bytes) -> int:
+        """The partition of ``key`` in ``topic`` (loaded first)."""
+        partition = self._chosen.get((topic, key))
+        if partition is None:
+            every, available = self._lists[topic]
+            partition = self._producer._partitioner(key, every, available)
+            self._chosen[(topic, key)] = partition
+        return partition
+
+
+class Call:
+    """The outcomes of one publish call, filled in as its records are settled."""
+
+    def __init__(
+        self,
+        messages: Sequence[Message],
+        topics: list[str],
+        stats: PublisherStats,
+        timeout_ms: int,
+    ) -> None:
+        self.messages = messages
+        self.topics = topics
+        self.outcomes: list[Outcome | None] = [None] * len(messages)
+        self.failed: dict[str, UUID] = {}
+        """Aggregate id -> id of its first failed message."""
+        self.pending: list[tuple[asyncio.Future[object], list[Record]]] = []
+        """Deliveries awaited (rejoined records, submitted batches), for :meth:`expire`."""
+        self._stats = stats
+        self._timeout_ms = timeout_ms
+
+    def held_back(self, index: int) -> bool:
+        """Whether message ``index`` is held back (outcome set) because an earlier message
+        of its aggregate failed."""
+        message = self.messages[index]
+        earlier = self.failed.get(message.aggregate_id)
+        if earlier is None:
+            return False
+        self._stats.not_sent += 1
+        self.outcomes[index] = not_sent(message.aggregate_id, earlier)
+        return True
+
+    def fail(self, index: int, failure: Failed) -> None:
+        self.outcomes[index] = failure
+        message = self.messages[index]
+        self.failed.setdefault(message.aggregate_id, message.id)
+
+    def fail_all(self, records: Sequence[Record], failure: Failed) -> None:
+        """``failure`` for each of ``records`` without an outcome that is not held back."""
+        for record in records:
+            if self.outcomes[record.index] is None and not self.held_back(record.index):
+                self.fail(record.index, failure)
+
+    def deliver(self, records: Sequence[Record]) -> None:
+        for record in records:
+            self.outcomes[record.index] = DELIVERED
+
+    async def rejoin(self, records: Sequence[Record]) -> None:
+        """Wait for the deliveries of ``records`` still queued by earlier calls: a delivered
+        record is done, a failed one is sent again like the others."""
+        for record in records:
+            queued = record.queued
+            if queued is None:
+                continue
+            if not queued.done():
+                await asyncio.wait((queued,))
+            if not queued.cancelled() and queued.exception() is None:
+                self.outcomes[record.index] = DELIVERED
+            record.queued = None
+
+    def expire(self) -> None:
+        """Outcomes of the records the deadline cut off: delivered if their batch was
+        acknowledged, else not acknowledged (retriable: a batch that failed just then is
+        classified by the next call); records never submitted are not acknowledged either, or
+        not sent if an earlier message of their aggregate failed."""
+        for future, records in self.pending:
+            ok = future.done() and not future.cancelled() and future.exception() is None
+            for record in records:
+                if self.outcomes[record.index] is None:
+                    if ok:
+                        self.outcomes[record.index] = DELIVERED
+                    else:
+                        self.fail(record.index, not_acknowledged(record.topic, self._timeout_ms))
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is None and not self.held_back(index):
+                self.fail(index, not_acknowledged(self.topics[index], self._timeout_ms))
+
+
+def take_batch(
+    builder: Any, records: list[Record], start: int, limit: int | None, call: Call
+) -> tuple[list[Record], int]:
+    """Append ``records[start:]`` to ``builder`` in order until it is full or would exceed
+    ``limit`` bytes (0: one record per batch); records settled already or held back are
+    skipped. Returns the records appended and the position after the last one looked at."""
+    members: list[Record] = []
+    position = start
+    while position < len(records):
+        record = records[position]
+        if call.outcomes[record.index] is not None or (
+            call.failed and call.held_back(record.index)
+        ):
+            position += 1
+            continue
+        if limit is not None and members and builder.size() + record.size > limit:
+            break
+        value, headers = record.message.payload, record.headers
+        if builder.append(key=record.key, value=value, timestamp=None, headers=headers) is None:
+            break  # full (the first record always fits)
+        members.append(record)
+        position += 1
+    return members, position
