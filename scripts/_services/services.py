@@ -269,7 +269,8 @@ class Server:
         raise NotImplementedError
 
     def spawn_kwargs(self) -> dict[str, Any]:
-        return {}
+        """Extra ``subprocess.Popen`` arguments: by default, run in the server's own folder."""
+        return {"cwd": str(self.dir)}
 
     def start(self) -> None:
         rotate(self.log)
@@ -610,9 +611,6 @@ class Kafka(Server):
     def command(self) -> list[str]:
         return self.java_cmd("kafka.Kafka", "512m", "512m", str(self.props))
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        return {"cwd": str(self.dir)}
-
 
 class Nats(Server):
     name = "nats"
@@ -655,9 +653,6 @@ class Nats(Server):
         if exe is None:
             raise ServiceError("nats-server is not installed")
         return [exe, "-c", str(self.dir / "nats.conf"), "-js"]
-
-    def spawn_kwargs(self) -> dict[str, Any]:
-        return {"cwd": str(self.dir)}
 
 
 class FerretDB(Server):
@@ -763,7 +758,7 @@ class FerretDB(Server):
     def spawn_kwargs(self) -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRETDB_")}
         env["DO_NOT_TRACK"] = "1"
-        return {"cwd": str(self.dir), "env": env}
+        return {**super().spawn_kwargs(), "env": env}
 
 
 KAFKA_POM = f"""<?xml version="1.0" encoding="UTF-8"?>

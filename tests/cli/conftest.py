@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from embedded_writes import commit_each
 
 from outboxkit import Message
 
@@ -79,17 +79,9 @@ def spawn_cli(workdir: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
 @pytest.fixture
 def write_outbox(workdir: Path) -> Callable[[Sequence[Message]], None]:
     """Commit messages to ``workdir/outbox.db`` with the SQLite writer, one transaction each."""
-    from outboxkit.embedded.sqlite_writer import SqliteOutbox
 
     def write(messages: Sequence[Message]) -> None:
-        outbox = SqliteOutbox()
-        conn = sqlite3.connect(workdir / "outbox.db")
-        try:
-            for message in messages:
-                with conn:
-                    outbox.add(conn, message)
-        finally:
-            conn.close()
+        commit_each(workdir / "outbox.db", messages)
 
     return write
 

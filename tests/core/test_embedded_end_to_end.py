@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import anyio
 import pytest
+from embedded_writes import commit_each
 
 from outboxkit.embedded.sqlite_settings import SqliteSettings
 from outboxkit.embedded.sqlite_store import SqliteStore
-from outboxkit.embedded.sqlite_writer import SqliteOutbox
 from outboxkit.embedded.stdout_publisher import StdoutPublisher
 from outboxkit.embedded.stdout_records import decode_line
 from outboxkit.embedded.stdout_settings import StdoutSettings
-from outboxkit.message import Message
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay_settings import RelaySettings
 from outboxkit.testing import ids_by_aggregate, make_message, order_by_aggregate
-
-
-def _write_transactions(db: Path, messages: list[Message]) -> None:
-    outbox = SqliteOutbox()
-    conn = sqlite3.connect(db)
-    try:
-        for message in messages:
-            with conn:
-                outbox.add(conn, message)
-    finally:
-        conn.close()
 
 
 @pytest.mark.anyio
@@ -36,7 +23,7 @@ async def test_relay_publishes_every_committed_message_once_in_order(tmp_path: P
     db, out = tmp_path / "outbox.db", tmp_path / "out.jsonl"
     await SqliteStore(SqliteSettings(path=str(db), shard_count=4)).migrate()
     messages = [make_message(f"order-{a}", n) for n in range(10) for a in range(3)]
-    await anyio.to_thread.run_sync(_write_transactions, db, messages)
+    await anyio.to_thread.run_sync(commit_each, db, messages)
 
     relay = ShardedRelay(
         SqliteStore(SqliteSettings(path=str(db))),

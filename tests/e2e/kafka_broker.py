@@ -10,10 +10,10 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from checks import Delivery, eventually
 from relays import REPO
+from server_clients import consumer_from_start
 
 from outboxkit.message import HEADER_AGGREGATE_ID, HEADER_ID
 from outboxkit.testing import unique_name
@@ -56,14 +56,7 @@ class TopicReader:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Read until cancelled."""
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-            max_poll_records=5000,
-        )
+        consumer = consumer_from_start(self.bootstrap, self.topic, max_poll_records=5000)
         await consumer.start()
         task_status.started()
         try:

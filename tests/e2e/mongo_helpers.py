@@ -1,52 +1,28 @@
-"""Helpers of the MongoDB → Kafka end-to-end tests: a scratch database, a probe for servers
-that lose concurrent updates of one document, and writers that record each document's commit
-order.
+"""Helpers of the MongoDB → Kafka end-to-end tests: a probe for servers that lose concurrent
+updates of one document, and writers that record each document's commit order.
 
 Relay processes, the Kafka side and the verdict are shared with the other end-to-end tests:
-see ``relays``, ``kafka_broker`` and ``checks``.
+see ``relays``, ``kafka_broker`` and ``checks``; the scratch database is
+``server_clients.mongo_database``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import pymongo
 from checks import committed_ids
 from outboxkit_mongodb import MongoOutbox
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from writers import order_changed, run_writers
 
-__all__ = [
-    "MongoWriters",
-    "loses_concurrent_updates",
-    "mongo_database",
-]
+__all__ = ["MongoWriters", "loses_concurrent_updates"]
 
 Db = AsyncDatabase[dict[str, Any]]
-
-
-@asynccontextmanager
-async def mongo_database(url: str) -> AsyncIterator[Db]:
-    """A fresh database (unique name), dropped afterwards."""
-    client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=10_000
-    )
-    db = client[f"okt_e2e_{uuid.uuid4().hex[:12]}"]
-    try:
-        yield db
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await client.drop_database(db.name)
-            finally:
-                await client.close()
 
 
 async def loses_concurrent_updates(db: Db, tasks: int = 4, updates: int = 50) -> bool:

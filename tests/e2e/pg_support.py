@@ -23,6 +23,7 @@ import anyio
 import asyncpg
 from checks import committed_ids
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
+from server_clients import pg_connection
 from writers import order_changed, run_writers
 
 from outboxkit.message import Message
@@ -42,12 +43,9 @@ __all__ = [
 
 async def execute(dsn: str, *statements: str) -> None:
     """Run ``statements`` one after the other on a connection of their own."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with pg_connection(dsn) as conn:
         for statement in statements:
             await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager

@@ -21,9 +21,10 @@ import anyio
 import pytest
 from checks import Delivery, verdict
 from kafka_broker import TopicReader, kafka_topic
-from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_database
+from mongo_helpers import MongoWriters, loses_concurrent_updates
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from relays import RelayProcess, outboxkit_env
+from server_clients import mongo_database
 
 from outboxkit.sharding import shard_of
 
@@ -76,7 +77,7 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
 ) -> None:
     t0 = time.monotonic()
     async with (
-        mongo_database(mongodb_url) as db,
+        mongo_database(mongodb_url, prefix="okt_e2e") as db,
         kafka_topic(kafka_bootstrap, partitions=6) as topic,
     ):
         lossy = await loses_concurrent_updates(db)

@@ -81,6 +81,17 @@ class Rig:
             await self.read_at_least(read_first)
             yield
 
+    @asynccontextmanager
+    async def relay_a_mid_stream(
+        self, batch_size: int
+    ) -> AsyncIterator[tuple[RelayProcess, list[int]]]:
+        """Relays ``relay-a`` and ``relay-b`` (2 shards each) while 4000 messages are written:
+        the block runs mid-stream (800 read) with ``relay-a`` and the shards it holds then, and
+        the context exits once all were written."""
+        relay_a, _ = await self.start_relays(["relay-a", "relay-b"], batch_size, shards_each=2)
+        async with self.writing(4000, read_first=800):
+            yield relay_a, await self.held_shards("relay-a")
+
     async def held_shards(self, owner: str) -> list[int]:
         """Shards ``owner`` holds now (unexpired, by the database clock)."""
         store = PostgresStore(self.settings)
@@ -210,10 +221,7 @@ async def test_three_relays_eight_unlocked_writers_every_message_in_order(rig: R
 @pytest.mark.timeout(120)
 async def test_sigkill_mid_batch_then_takeover_loses_nothing(rig: Rig) -> None:
     batch_size = 50
-    victim, _ = await rig.start_relays(["relay-a", "relay-b"], batch_size, shards_each=2)
-
-    async with rig.writing(4000, read_first=800):
-        held = await rig.held_shards("relay-a")
+    async with rig.relay_a_mid_stream(batch_size) as (victim, held):
         victim.signal(signal.SIGKILL)
     await rig.wait_for_shards({"relay-b": 4}, timeout=LEASE_TTL * 10)
     result = await rig.delivered(timeout=60)
@@ -225,10 +233,7 @@ async def test_sigkill_mid_batch_then_takeover_loses_nothing(rig: Rig) -> None:
 @pytest.mark.timeout(120)
 async def test_paused_relay_whose_lease_was_taken_cannot_ack(rig: Rig) -> None:
     batch_size = 50
-    paused, _ = await rig.start_relays(["relay-a", "relay-b"], batch_size, shards_each=2)
-
-    async with rig.writing(4000, read_first=800):
-        held = await rig.held_shards("relay-a")
+    async with rig.relay_a_mid_stream(batch_size) as (paused, held):
         paused.signal(signal.SIGSTOP)
         await rig.wait_for_shards({"relay-a": 0, "relay-b": 4}, timeout=LEASE_TTL * 10)
         paused.signal(signal.SIGCONT)

@@ -25,6 +25,7 @@ from nats.js.client import JetStreamContext
 from nats_stream import nats_support, read_deliveries
 from pg_support import AuditedWriters, commit_order, create_audit_tables, outbox_schema, pending
 from relays import RelayProcess, outboxkit_env
+from server_clients import pg_connection
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -60,11 +61,8 @@ async def schema(postgres_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(postgres_url)
-    try:
+    async with pg_connection(postgres_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def _connect(url: str) -> Client:

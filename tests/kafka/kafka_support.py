@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from server_clients import consumer_from_start
 
 from outboxkit.testing import ReceivedRecord, unique_name
 
@@ -94,13 +95,7 @@ async def consume_records(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Up to ``count`` records of ``topic`` from its start (all partitions, each in order),
     waiting at most about ``timeout`` seconds for them."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = consumer_from_start(bootstrap, topic)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout

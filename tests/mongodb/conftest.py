@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pymongo
 import pytest
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from pymongo.asynchronous.database import AsyncDatabase
+from server_clients import mongo_database
 
 SHARDS = 4
 COLLECTIONS = ["orders", "customers"]
@@ -18,15 +17,8 @@ COLLECTIONS = ["orders", "customers"]
 @pytest.fixture
 async def mongo_db(mongodb_url: str) -> AsyncIterator[AsyncDatabase[Any]]:
     """A fresh database (unique name), dropped after the test."""
-    client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
-        mongodb_url, tz_aware=True, serverSelectionTimeoutMS=10_000
-    )
-    db = client[f"okt_{uuid.uuid4().hex[:16]}"]
-    try:
+    async with mongo_database(mongodb_url) as db:
         yield db
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from outboxkit.errors import (
     SchemaMissingError,
     StoreUnavailableError,
 )
-from outboxkit.protocols import Lease, Store
+from outboxkit.protocols import Envelope, Lease, Store
 from outboxkit.sharding import shard_of
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +39,17 @@ async def lease_for(store: MongoStore, doc: str, owner: str = "r1", ttl: float =
     lease = await store.acquire(owner, shard_of(doc, store.shard_count), ttl)
     assert lease is not None
     return lease
+
+
+async def claim_a_and_b(
+    store: MongoStore, db: AsyncDatabase[Any], outbox: MongoOutbox
+) -> tuple[Lease, Envelope, Envelope]:
+    """Messages ``a`` then ``b`` of document ``o1``, written, leased and claimed: the lease
+    and the two claimed envelopes."""
+    await write(db, outbox, "o1", "a", "b")
+    lease = await lease_for(store, "o1")
+    first, second = await store.claim(lease, 10)
+    return lease, first, second
 
 
 async def test_open_without_migrate_says_how_to_fix(mongo_settings: MongoSettings) -> None:
@@ -150,9 +161,7 @@ async def test_claim_only_returns_the_leased_shard_and_all_collections(
 async def test_retry_counts_attempts_and_blocks_the_aggregate(
     store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
 ) -> None:
-    await write(mongo_db, outbox, "o1", "a", "b")
-    lease = await lease_for(store, "o1")
-    first, _second = await store.claim(lease, 10)
+    lease, first, _second = await claim_a_and_b(store, mongo_db, outbox)
     await store.retry(lease, [first], "broker down", delay=0.6)
     assert await store.claim(lease, 10) == []  # the whole aggregate waits, b cannot overtake
     await anyio.sleep(0.8)
@@ -165,9 +174,7 @@ async def test_retry_counts_attempts_and_blocks_the_aggregate(
 async def test_dead_letter_list_and_replay(
     store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
 ) -> None:
-    await write(mongo_db, outbox, "o1", "a", "b")
-    lease = await lease_for(store, "o1")
-    first, second = await store.claim(lease, 10)
+    lease, first, second = await claim_a_and_b(store, mongo_db, outbox)
     await store.retry(lease, [first], "flaky", delay=0)
     first = (await store.claim(lease, 10))[0]
     await store.dead_letter(lease, [first], "poison: schema mismatch")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+import anyio
 import asyncpg
 import pytest
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
+from server_clients import pg_connection
 
 from outboxkit.message import Message
+from outboxkit.testing import make_message
 
 SHARDS = 4
 
@@ -18,11 +21,8 @@ SHARDS = 4
 async def schema(postgres_url: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
-    conn = await asyncpg.connect(postgres_url)
-    try:
+    async with pg_connection(postgres_url) as conn:
         await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -48,11 +48,8 @@ def outbox(schema: str) -> PostgresOutbox:
 
 @pytest.fixture
 async def conn(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(postgres_url)
-    try:
+    async with pg_connection(postgres_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -62,3 +59,25 @@ def write(conn: asyncpg.Connection, outbox: PostgresOutbox):  # type: ignore[no-
             await outbox.add_many(conn, messages)
 
     return write
+
+
+@pytest.fixture
+def wait_woken_by_commit(
+    store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection
+) -> Callable[[float], Awaitable[None]]:
+    """``await wait_woken_by_commit(commit_after)``: a message is committed ``commit_after``
+    seconds from now, and ``store.wait(30)`` must return within 5 s, far below its timeout:
+    woken by the commit's NOTIFY."""
+
+    async def wait_woken(commit_after: float) -> None:
+        async def commit_soon() -> None:
+            await anyio.sleep(commit_after)
+            async with conn.transaction():
+                await outbox.add(conn, make_message("a", 1))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(commit_soon)
+            with anyio.fail_after(5):
+                await store.wait(30)
+
+    return wait_woken

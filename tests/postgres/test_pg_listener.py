@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import asyncpg
 import pytest
-from outboxkit_postgres import PostgresOutbox, PostgresStore
-
-from outboxkit.testing import make_message
+from outboxkit_postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +23,10 @@ async def _terminate_listener(conn: asyncpg.Connection, channel: str) -> int:
 
 
 async def test_wait_reconnects_after_the_listen_connection_drops(
-    store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection, schema: str
+    store: PostgresStore,
+    conn: asyncpg.Connection,
+    schema: str,
+    wait_woken_by_commit: Callable[[float], Awaitable[None]],
 ) -> None:
     await store.wait(0.01)  # opens the LISTEN connection
     assert await _terminate_listener(conn, f"outboxkit_{schema}_outbox") == 1
@@ -31,12 +34,4 @@ async def test_wait_reconnects_after_the_listen_connection_drops(
     with anyio.fail_after(5):
         await store.wait(30)  # the drop itself wakes the relay (it may have missed a NOTIFY)
 
-    async def commit_soon() -> None:
-        await anyio.sleep(0.5)
-        async with conn.transaction():
-            await outbox.add(conn, make_message("a", 1))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(commit_soon)
-        with anyio.fail_after(5):  # far below the 30 s timeout: woken by NOTIFY again
-            await store.wait(30)
+    await wait_woken_by_commit(0.5)  # woken by NOTIFY again, on the new LISTEN connection

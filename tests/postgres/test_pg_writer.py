@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 
 import anyio
 import asyncpg
@@ -202,18 +203,9 @@ async def test_late_commit_with_lower_sequence_is_still_claimed(
 
 
 async def test_notify_wakes_the_relay(
-    store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection
+    store: PostgresStore, wait_woken_by_commit: Callable[[float], Awaitable[None]]
 ) -> None:
     await store.wait(0.01)  # opens the LISTEN connection
-
-    async def commit_soon() -> None:
-        await anyio.sleep(0.2)
-        async with conn.transaction():
-            await outbox.add(conn, make_message("a", 1))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(commit_soon)
-        with anyio.fail_after(5):  # far below the 30 s poll timeout: woken by NOTIFY
-            await store.wait(30)
+    await wait_woken_by_commit(0.2)
     lease: Lease | None = await store.acquire("r", 0, 60)
     assert lease is not None

@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from server_clients import consumer_from_start
 
 pytestmark = pytest.mark.anyio
 
@@ -30,13 +31,7 @@ async def test_kafka_topic_produce_consume(kafka_bootstrap: str) -> None:
             await producer.stop()
         assert (meta.topic, meta.partition, meta.offset) == (topic, 0, 0)
 
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=kafka_bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-        )
+        consumer = consumer_from_start(kafka_bootstrap, topic)
         await consumer.start()
         try:
             record = await asyncio.wait_for(consumer.getone(), timeout=30)

@@ -122,7 +122,7 @@ class Sender:
         topic, partition = records[0].topic, records[0].partition
         slot = self._slots.get((topic, partition))
         if slot is None:
-            slot = self._slots[(topic, partition)] = anyio.Lock()
+            slot = self._slots[(topic, partition)] = anyio.Lock(fast_acquire=True)
         # aiokafka's add_batch waits for the partition's previous batch to be drained, with a
         # timeout it shortens by all the time waited so far at every wake-up: many calls
         # waiting there for one partition would time out early, so they queue here instead.
