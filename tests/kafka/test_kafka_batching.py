@@ -97,3 +97,24 @@ async def test_batch_refused_as_too_large_dead_letters_only_the_oversized_record
         records = await consume_records(kafka_bootstrap, topic, len(padded) + len(again), 20)
     delivered: list[Message] = [*padded, *again]
     assert _order(records) == ids_by_aggregate(delivered)
+
+
+@pytest.mark.timeout(60)
+async def test_small_call_refused_as_too_large_is_retried_then_only_the_big_record_dead_letters(
+    kafka_bootstrap: str, open_publisher: PublisherFactory
+) -> None:
+    # One record per call goes into the partition's shared batch; the topic refuses it.
+    publisher = await open_publisher()
+    async with topics(kafka_bootstrap, partitions=1, configs={"max.message.bytes": "20000"}) as (
+        topic,
+    ):
+        big = msgspec.structs.replace(make_message("big", 0, topic=topic), payload=b"x" * 25000)
+        small = make_message("small", 0, topic=topic)
+        (first,) = await publisher.publish([big])
+        assert isinstance(first, Failed) and first.retriable  # maybe the neighbours' fault
+        (second,) = await publisher.publish([big])
+        assert isinstance(second, Failed) and not second.retriable
+        assert "MessageSizeTooLarge" in second.error
+        assert await publisher.publish([small]) == [Delivered()]
+        records = await consume_records(kafka_bootstrap, topic, 1, 20)
+    assert _order(records) == ids_by_aggregate([small])

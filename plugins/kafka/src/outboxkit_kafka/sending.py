@@ -16,6 +16,17 @@ aggregate. (Records of one aggregate sent to other topics, or with other keys, a
 partitions Kafka does not order against each other; a failure holds back only what was not
 submitted yet.)
 
+Small calls: a call with at most :data:`SHARED_BATCH_RECORDS` records for a partition appends
+them with ``send()`` to the partition's open batch, shared with other calls. The producer
+drains one batch per partition per request, and keeps one request in flight per broker, so
+under a steady trickle (many calls of one or two records) a batch of its own per call would
+queue behind the others; a shared batch leaves with the next request. Order still holds:
+``send()`` appends in call order, and with the idempotent producer a failed batch fails every
+later batch of its partition (out-of-order sequence), so a later record cannot be written
+after an earlier one failed; records appended after a ``send()`` that raised are not sent.
+A shared batch refused as too large fails its records retriably and sends the topic's later
+records through batches of their own (below), so only a record too large alone dead-letters.
+
 A batch the broker refuses as too large (a topic's ``max.message.bytes`` below the batch) is
 sent again one record per batch, so only a record too large on its own is dead-lettered; later
 batches to that topic hold at most half the refused size. A failed batch leaves the producer's
@@ -46,6 +57,9 @@ log = logging.getLogger("outboxkit.kafka")
 
 MIN_BATCH_BYTES = 16384
 """Smallest batch limit learned from a topic refusing batches as too large."""
+
+SHARED_BATCH_RECORDS = 4
+"""Up to this many records of a call for one partition go through ``send()`` (Small calls)."""
 
 Producer = Any  # aiokafka.AIOKafkaProducer (untyped)
 Delivery = asyncio.Future[object]
@@ -91,6 +105,9 @@ class Sender:
         """Send the records of one partition, batch after batch (module docs)."""
         await call.rejoin(records)
         topic, partition = records[0].topic, records[0].partition
+        if len(records) <= SHARED_BATCH_RECORDS and topic not in self._batch_limits:
+            await self._send_shared(call, records)
+            return
         position, one_by_one_until = 0, 0
         while position < len(records):
             limit = 0 if position < one_by_one_until else self._batch_limits.get(topic)
@@ -112,6 +129,50 @@ class Sender:
                     call.fail_all(records[sent.end :], partition_failed(topic, partition))
                     return
             position = sent.end
+
+    async def _send_shared(self, call: Call, records: list[Record]) -> None:
+        """Send a few records with ``send()``, into the partition's open batch (module docs:
+        Small calls), and wait for their acknowledgements."""
+        producer = await self._ready()
+        topic, partition = records[0].topic, records[0].partition
+        sent: list[tuple[Delivery, Record]] = []
+        for position, record in enumerate(records):
+            if call.outcomes[record.index] is not None or (
+                call.failed and call.held_back(record.index)
+            ):
+                continue
+            try:
+                delivery: Delivery = await producer.send(
+                    topic,
+                    record.message.payload,
+                    key=record.key,
+                    partition=partition,
+                    headers=record.headers,
+                )
+            except Exception as exc:
+                call.fail_all([record], await self._failure(exc, topic))
+                call.fail_all(records[position + 1 :], partition_failed(topic, partition))
+                break
+            self._track(producer, delivery)
+            call.pending.append((delivery, [record]))
+            sent.append((delivery, record))
+        for delivery, record in sent:
+            await asyncio.wait((delivery,))  # never cancels the delivery
+            if delivery.cancelled():
+                error: BaseException | None = asyncio.CancelledError("delivery cancelled")
+            else:
+                error = delivery.exception()
+            if error is None:
+                call.deliver([record])
+            elif isinstance(error, MessageSizeTooLargeError):
+                # the shared batch was refused, maybe for other calls' records: retry; from
+                # now on this topic's records go in batches of their own, one by one if refused
+                if topic not in self._batch_limits:
+                    self._batch_limits[topic] = self._max_batch_size
+                    log.warning("Kafka refused a shared batch to %r as too large", topic)
+                call.fail_all([record], partition_failed(topic, partition))
+            else:
+                call.fail_all([record], await self._failure(error, topic))
 
     async def _send_next(
         self, call: Call, records: list[Record], position: int, limit: int | None
