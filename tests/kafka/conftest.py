@@ -3,16 +3,14 @@ factories, and a consumer reading topics back."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kafka_support import consume_records, received, topics
+from kafka_support import PublisherFactory, consume_records, received, topics
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 
 from outboxkit.testing import Consume, ReceivedRecord, open_factory, unique_name
-
-PublisherFactory = Callable[..., Awaitable[KafkaPublisher]]
 
 
 def make_publisher(**settings: Any) -> KafkaPublisher:

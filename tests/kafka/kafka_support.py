@@ -4,17 +4,28 @@ broker does not auto-create topics) and a consumer that reads a topic back from 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from outboxkit_kafka import KafkaPublisher
 from server_clients import consumer_from_start
 
 from outboxkit.testing import ReceivedRecord, unique_name
 
-__all__ = ["consume_records", "partition_count", "received", "topics", "topics_deleted_after"]
+__all__ = [
+    "PublisherFactory",
+    "consume_records",
+    "partition_count",
+    "received",
+    "topics",
+    "topics_deleted_after",
+]
+
+PublisherFactory = Callable[..., Awaitable[KafkaPublisher]]
+"""The ``open_publisher`` fixture: ``await open_publisher(**settings)``."""
 
 
 @asynccontextmanager

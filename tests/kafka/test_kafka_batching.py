@@ -8,8 +8,7 @@ import logging
 
 import msgspec
 import pytest
-from conftest import PublisherFactory
-from kafka_support import consume_records, topics
+from kafka_support import PublisherFactory, consume_records, topics
 from outboxkit_kafka import KafkaSettings
 from outboxkit_kafka.batching import Partitions
 from outboxkit_kafka.connection import start_producer

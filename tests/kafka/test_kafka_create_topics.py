@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from conftest import PublisherFactory
-from kafka_support import consume_records, partition_count, topics, topics_deleted_after
+from kafka_support import (
+    PublisherFactory,
+    consume_records,
+    partition_count,
+    topics,
+    topics_deleted_after,
+)
 from outboxkit_kafka import KafkaSettings
 from outboxkit_kafka.topics import TopicCreator
 

@@ -8,8 +8,7 @@ from importlib.metadata import entry_points
 
 import msgspec
 import pytest
-from conftest import PublisherFactory
-from kafka_support import consume_records, topics
+from kafka_support import PublisherFactory, consume_records, topics
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError

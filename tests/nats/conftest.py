@@ -3,7 +3,7 @@ inspect it, publisher factories and private nats-server instances."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
-from nats_support import LocalNatsServer, Stream, make_stream
+from nats_support import LocalNatsServer, PublisherFactory, Stream, make_stream
 from outboxkit_nats import NatsPublisher, NatsSettings
 
 from outboxkit.testing import open_factory
@@ -36,9 +36,6 @@ async def stream(js: JetStreamContext) -> AsyncIterator[Stream]:
     made = await make_stream(js)
     yield made
     await js.delete_stream(made.name)
-
-
-PublisherFactory = Callable[..., Awaitable[NatsPublisher]]
 
 
 def make_publisher(**settings: Any) -> NatsPublisher:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,20 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
+from outboxkit_nats import NatsPublisher
 
-__all__ = ["LocalNatsServer", "Stream", "fetch", "free_port", "make_stream", "read_stream"]
+__all__ = [
+    "LocalNatsServer",
+    "PublisherFactory",
+    "Stream",
+    "fetch",
+    "free_port",
+    "make_stream",
+    "read_stream",
+]
+
+PublisherFactory = Callable[..., Awaitable[NatsPublisher]]
+"""The ``open_publisher`` fixture: ``await open_publisher(**settings)``."""
 
 
 def free_port() -> int:

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 
 import nats.js.errors
 import pytest
-from conftest import PublisherFactory
 from nats.js.client import JetStreamContext
-from nats_support import Stream, read_stream
+from nats_support import PublisherFactory, Stream, read_stream
 from outboxkit_nats import NatsSettings, StreamNotFoundError
 
 from outboxkit.errors import ConfigurationError

@@ -110,6 +110,10 @@ class Call:
         self.outcomes[index] = not_sent(message.aggregate_id, earlier)
         return True
 
+    def settled(self, index: int) -> bool:
+        """Whether message ``index`` has an outcome already or is held back now."""
+        return self.outcomes[index] is not None or (bool(self.failed) and self.held_back(index))
+
     def fail(self, index: int, failure: Failed) -> None:
         self.outcomes[index] = failure
         message = self.messages[index]
@@ -166,9 +170,7 @@ def take_batch(
     position = start
     while position < len(records):
         record = records[position]
-        if call.outcomes[record.index] is not None or (
-            call.failed and call.held_back(record.index)
-        ):
+        if call.settled(record.index):
             position += 1
             continue
         if limit is not None and members and builder.size() + record.size > limit:

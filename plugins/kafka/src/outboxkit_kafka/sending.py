@@ -65,6 +65,14 @@ Producer = Any  # aiokafka.AIOKafkaProducer (untyped)
 Delivery = asyncio.Future[object]
 
 
+async def _outcome(delivery: Delivery, topic: str) -> BaseException | None:
+    """Wait for ``delivery`` (never cancelling it); its error, None if acknowledged."""
+    await asyncio.wait((delivery,))
+    if delivery.cancelled():
+        return asyncio.CancelledError(f"delivery to {topic!r} cancelled")
+    return delivery.exception()
+
+
 class Sent(NamedTuple):
     """One batch's share of a call's records."""
 
@@ -104,18 +112,22 @@ class Sender:
     async def send_partition(self, call: Call, records: list[Record]) -> None:
         """Send the records of one partition, batch after batch (module docs)."""
         await call.rejoin(records)
+        try:
+            if len(records) <= SHARED_BATCH_RECORDS and records[0].topic not in self._batch_limits:
+                await self._send_shared(call, records)
+            else:
+                await self._send_batches(call, records)
+        except PublisherUnavailableError as exc:
+            call.fail_all(records, Failed(f"Kafka unavailable: {exc}", True))
+
+    async def _send_batches(self, call: Call, records: list[Record]) -> None:
+        """Send the records in batches of their own, each once the previous one was
+        acknowledged (module docs)."""
         topic, partition = records[0].topic, records[0].partition
-        if len(records) <= SHARED_BATCH_RECORDS and topic not in self._batch_limits:
-            await self._send_shared(call, records)
-            return
         position, one_by_one_until = 0, 0
         while position < len(records):
             limit = 0 if position < one_by_one_until else self._batch_limits.get(topic)
-            try:
-                sent = await self._send_next(call, records, position, limit)
-            except PublisherUnavailableError as exc:
-                call.fail_all(records[position:], Failed(f"Kafka unavailable: {exc}", True))
-                return
+            sent = await self._send_next(call, records, position, limit)
             too_large = isinstance(sent.error, MessageSizeTooLargeError)
             if sent.error is None:
                 call.deliver(sent.members)
@@ -137,9 +149,7 @@ class Sender:
         topic, partition = records[0].topic, records[0].partition
         sent: list[tuple[Delivery, Record]] = []
         for position, record in enumerate(records):
-            if call.outcomes[record.index] is not None or (
-                call.failed and call.held_back(record.index)
-            ):
+            if call.settled(record.index):
                 continue
             try:
                 delivery: Delivery = await producer.send(
@@ -157,11 +167,7 @@ class Sender:
             call.pending.append((delivery, [record]))
             sent.append((delivery, record))
         for delivery, record in sent:
-            await asyncio.wait((delivery,))  # never cancels the delivery
-            if delivery.cancelled():
-                error: BaseException | None = asyncio.CancelledError("delivery cancelled")
-            else:
-                error = delivery.exception()
+            error = await _outcome(delivery, topic)
             if error is None:
                 call.deliver([record])
             elif isinstance(error, MessageSizeTooLargeError):
@@ -193,10 +199,7 @@ class Sender:
         if delivery is None:
             return sent
         call.pending.append((delivery, sent.members))
-        await asyncio.wait((delivery,))  # never cancels the delivery
-        if delivery.cancelled():
-            return sent._replace(error=asyncio.CancelledError(f"delivery to {topic!r} cancelled"))
-        return sent._replace(error=delivery.exception())
+        return sent._replace(error=await _outcome(delivery, topic))
 
     async def _queue(
         self,

@@ -50,21 +50,21 @@ class ClaimMerger:
         # This task's first step runs after the callbacks already ready, i.e. after the
         # other workers woken in the same turn queued their claims.
         batch: list[tuple[int, int, asyncio.Future[Rows]]] = []
+        later: list[tuple[int, int, asyncio.Future[Rows]]] = []
+        shards: set[int] = set()
+        for item in self._queued:
+            if not item[2].done():
+                (later if item[0] in shards else batch).append(item)
+                shards.add(item[0])
+        self._queued, self._flushing = later, False
         try:
-            shards: set[int] = set()
-            for item in self._queued:
-                if not item[2].done() and item[0] not in shards:
-                    shards.add(item[0])
-                    batch.append(item)
-            self._queued = [i for i in self._queued if i not in batch and not i[2].done()]
-            self._flushing = False
-            if batch:
-                await self._run(batch)
+            await self._run(batch)
         finally:
-            self._flushing = False
-            self._schedule()
+            self._schedule()  # the second requests of a shard, if any
 
     async def _run(self, batch: list[tuple[int, int, asyncio.Future[Rows]]]) -> None:
+        if not batch:
+            return
         try:
             if len(batch) == 1:
                 shard, limit, future = batch[0]
