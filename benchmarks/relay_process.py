@@ -16,18 +16,38 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
 
 import anyio
 import msgspec
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_postgres import PostgresSettings, PostgresStore
 
+from benchmarks.profiling import profiled
 from benchmarks.timing import AckClock
 from outboxkit.protocols import Publisher
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay_settings import RelaySettings
 
 __all__ = ["main"]
+
+
+def profiling(target: str | None) -> AbstractAsyncContextManager[None]:
+    """Profile the relaying into ``<target>.html|txt`` (and ``<target>.json``: layer shares)."""
+    if target is None:
+        return nullcontext()
+    shares: dict[str, float] = {}
+    path = Path(target)
+
+    @asynccontextmanager
+    async def run() -> AsyncIterator[None]:
+        async with profiled(path.parent, path.name, shares):
+            yield
+        path.with_suffix(".json").write_bytes(msgspec.json.encode(shares))
+
+    return run()
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -65,7 +85,8 @@ async def serve(args: argparse.Namespace) -> None:
         tg.start_soon(on_sigterm)
         if clock is not None:
             tg.start_soon(announce_owned)
-        await relay.run()
+        async with profiling(args.profile):
+            await relay.run()
         tg.cancel_scope.cancel()
     if clock is not None:
         used = time.process_time() - cpu[0]
@@ -81,6 +102,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--shard-count", type=int, default=64)
     parser.add_argument("--notify", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--profile", help="profile the relaying into FILE.html|txt|json")
     parser.add_argument("--acks", help="write wall-clock ack times by message id here")
     anyio.run(serve, parser.parse_args())
 

@@ -118,6 +118,13 @@ async def stop(lines: Lines) -> None:
         await process.wait()
 
 
+def profile_args(ctx: Context, rate: int, notify: bool) -> tuple[str, ...]:
+    """``--profile`` for the relay process at the bar's load with the wake-up (``--profile``)."""
+    if not (ctx.profile and notify and rate == BAR_LOAD):
+        return ()
+    return ("--profile", str(ctx.out / f"profile_latency_{rate}"))
+
+
 async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -> None:
     """One offered load, one wake-up mode."""
     mode = "notify" if notify else "polling"
@@ -141,6 +148,7 @@ async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -
                 *("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka),
                 *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
                 *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
+                *profile_args(ctx, rate, notify),
             )
             try:
                 writer = await spawn(

@@ -140,7 +140,7 @@ async def run(ctx: Context) -> None:
     rates = {label: total / seconds for label, total in totals.items()}
     alone = rates["alone"]
     say(f"{SCENARIO}: " + ", ".join(f"{v:,.0f} tx/s {k}" for k, v in rates.items()))
-    rounds = {"rounds": size.write_rounds, "seconds_per_round": size.write_seconds}
+    rounds: dict[str, Any] = {"rounds": size.write_rounds, "seconds_per_round": size.write_seconds}
     w = size.writers
     ctx.results.measures += [
         cost(

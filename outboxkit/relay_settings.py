@@ -36,6 +36,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         float, msgspec.Meta(gt=0, description="first retry delay in seconds")
     ] = 0.5
     backoff_max: Annotated[float, msgspec.Meta(gt=0, description="largest retry delay")] = 60.0
+    store_timeout: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="seconds a claim, ack, retry or dead-letter call may take before it "
+            "is abandoned (its batch is claimed again)",
+        ),
+    ] = 60.0
     drain_timeout: Annotated[
         float,
         msgspec.Meta(ge=0, description="seconds to finish in-flight batches on shutdown"),

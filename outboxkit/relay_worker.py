@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
 from outboxkit.backoff import backoff_delay
-from outboxkit.errors import LeaseLostError
+from outboxkit.errors import LeaseLostError, StoreUnavailableError
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Envelope, Failed, Lease, Outcome, Publisher, Store
 from outboxkit.relay_log import brief, log
@@ -19,6 +20,8 @@ from outboxkit.relay_settings import RelaySettings
 from outboxkit.relay_wakeup import Wakeup
 
 __all__ = ["RelayContext", "ShardWorker"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class ShardWorker:
                 raise LeaseLostError(f"lease of shard {self.shard} was not renewed in time")
             wake = self._wakeup.event(self.shard)
             try:
-                envelopes = await self._store.claim(self.lease, self._settings.batch_size)
+                envelopes = await self._bounded(
+                    "claim", self._store.claim(self.lease, self._settings.batch_size)
+                )
             except LeaseLostError:
                 raise
             except Exception as exc:
@@ -121,6 +126,15 @@ class ShardWorker:
                 self.busy = False
             if not settled:
                 await self._pause(wake)
+
+    async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+        """``call``, abandoned after ``store_timeout`` s: a store call that hangs (a lost
+        connection, a stuck server) must not hold the shard forever while the lease keeper
+        keeps renewing its lease."""
+        limit = self._settings.store_timeout
+        with anyio.move_on_after(limit):
+            return await call
+        raise StoreUnavailableError(f"{what} on shard {self.shard} took over {limit:g}s")
 
     async def _pause(self, wake: anyio.Event) -> None:
         """Wait for a wake-up, the poll interval, or the next retry coming due."""
@@ -166,13 +180,13 @@ class ShardWorker:
     async def _apply(self, plan: Settlement) -> None:
         """Ack first (the common case, one call), then retries and dead letters by group."""
         if plan.delivered:
-            await self._store.ack(self.lease, plan.delivered)
+            await self._bounded("ack", self._store.ack(self.lease, plan.delivered))
             self._metrics.published += len(plan.delivered)
             self._metrics.duplicates += plan.duplicates
             created = plan.delivered[-1].message.created_at
             self._metrics.last_publish_lag = (datetime.now(UTC) - created).total_seconds()
         for (error, delay), group in plan.retry.items():
-            await self._store.retry(self.lease, group, error, delay)
+            await self._bounded("retry", self._store.retry(self.lease, group, error, delay))
             self._metrics.retried += len(group)
             due = anyio.current_time() + delay
             self._next_due = due if self._next_due is None else min(self._next_due, due)
@@ -184,6 +198,6 @@ class ShardWorker:
                 delay,
             )
         for error, group in plan.dead.items():
-            await self._store.dead_letter(self.lease, group, error)
+            await self._bounded("dead letter", self._store.dead_letter(self.lease, group, error))
             self._metrics.dead_lettered += len(group)
             log.warning("shard %d: %d messages dead-lettered (%s)", self.shard, len(group), error)

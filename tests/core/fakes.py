@@ -78,6 +78,8 @@ class FakeStore:
         self.acked: list[UUID] = []
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.hangs: Counter[str] = Counter()
+        """``hangs[name] = n``: the next n calls of ``name`` never return (a stuck server)."""
         self.refused = 0
         self.opened = self.closed = False
         self._next_position = 1
@@ -103,6 +105,9 @@ class FakeStore:
     async def _enter(self, name: str) -> None:
         self.calls[name] += 1
         await anyio.lowlevel.checkpoint()
+        if self.hangs[name] > 0:
+            self.hangs[name] -= 1
+            await anyio.sleep_forever()
         if self.faults[name] > 0:
             self.faults[name] -= 1
             raise StoreUnavailableError(f"injected fault in {name}")

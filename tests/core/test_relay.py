@@ -190,6 +190,21 @@ async def test_drain_timeout_abandons_a_hanging_batch() -> None:
     assert set(store.owners().values()) == {None}
 
 
+@pytest.mark.parametrize("call", ["claim", "ack"])
+async def test_a_hanging_store_call_is_abandoned_and_the_shard_goes_on(call: str) -> None:
+    """A store call that never returns (while the lease keeper keeps renewing the lease)
+    would hold its shard forever; after ``store_timeout`` it is abandoned and retried."""
+    store, publisher = FakeStore(shard_count=1), FakePublisher()
+    store.add(*messages(aggregates=3, per_aggregate=4))
+    store.hangs[call] = 1
+    relay = ShardedRelay(store, publisher, settings(store_timeout=0.3, lease_ttl=0.6))
+    await running([relay], lambda: wait_for(lambda: not store.rows), timeout=10.0)
+    assert store.calls[call] >= 2
+    assert relay.metrics.lease_lost == 0  # the lease was kept throughout
+    order = per_aggregate_order(publisher.delivered)
+    assert order == {agg: list(range(4)) for agg in order} and len(order) == 3
+
+
 async def test_stop_before_run_returns_promptly() -> None:
     store = FakeStore()
     relay = ShardedRelay(store, FakePublisher(), settings())

@@ -158,6 +158,26 @@ async def test_claim_only_returns_the_leased_shard_and_all_collections(
     assert sorted(seen) == sorted(ids)
 
 
+async def test_claim_takes_whole_documents_oldest_pending_first(
+    store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
+) -> None:
+    """A batch spans as few documents as it can (its ack costs a read and a write per
+    document): each document's entries together, in array order, documents by age; only the
+    last document of a batch is cut short, and its rest leads the next batch."""
+    shard = shard_of("d0", store.shard_count)
+    docs = [n for n in (f"d{i}" for i in range(200)) if shard_of(n, store.shard_count) == shard]
+    first, second, third = docs[:3]
+    await write(mongo_db, outbox, second, "s1", "s2", "s3")
+    await write(mongo_db, outbox, first, "f1")  # younger than second's entries
+    await write(mongo_db, outbox, second, "s4")
+    await write(mongo_db, outbox, third, "t1", "t2")
+    lease = await lease_for(store, second)
+    claimed = await store.claim(lease, 6)
+    assert [e.message.event_type for e in claimed] == ["s1", "s2", "s3", "s4", "f1", "t1"]
+    await store.ack(lease, claimed)
+    assert [e.message.event_type for e in await store.claim(lease, 6)] == ["t2"]
+
+
 async def test_retry_counts_attempts_and_blocks_the_aggregate(
     store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
 ) -> None:

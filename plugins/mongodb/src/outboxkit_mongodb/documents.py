@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
@@ -15,12 +14,14 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from outboxkit.message import Message
 from outboxkit.protocols import Envelope
-from outboxkit_mongodb.entries import decode_entry, encode_entry, make_ref, parse_ref
+from outboxkit_mongodb.entries import as_utc, decode_entry, encode_entry, make_ref, parse_ref
 from outboxkit_mongodb.names import OutboxFields
 from outboxkit_mongodb.schema import Schema
 from outboxkit_mongodb.writer import outbox_update
 
 __all__ = ["Outboxes"]
+
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def by_document(envelopes: Iterable[Envelope]) -> dict[str, dict[Any, list[Envelope]]]:
@@ -52,42 +53,44 @@ class Outboxes:
         return [(self._fields.since, 1), ("_id", 1)]
 
     async def claim(self, shard: int, limit: int, now: datetime) -> list[Envelope]:
-        """Up to ``limit`` entries of due documents in ``shard``.
+        """Up to ``limit`` entries of due documents in ``shard``, whole documents first.
 
-        Each document's entries come in array order (its commit order); the documents'
-        sequences are interleaved oldest message first (``created_at``, then id), which is
-        the write order when the writers share a clock. Documents are read oldest pending
-        first (``<f>_since``) through the claim index.
+        Documents are taken oldest pending first (``<f>_since``, through the claim index;
+        across collections by the same key), each with all its entries in array order (its
+        commit order), until ``limit`` is reached; only the last document can be cut short.
+        So a batch spans as few documents as possible, and its ack costs one read and one
+        write per document.
         """
         f = self._fields
-        sequences: list[list[tuple[tuple[datetime, str], Message, int, str]]] = []
+        found: list[tuple[tuple[datetime, str, str], str, dict[str, Any]]] = []
         for name in self._schema.collections:
             cursor = (
                 self._schema.aggregates(name)
-                .find(self.claim_filter(shard, now), {f.array: 1, f.retry: 1})
+                .find(self.claim_filter(shard, now), {f.array: 1, f.retry: 1, f.since: 1})
                 .sort(self.claim_sort)
                 .limit(limit)
             )
             async for doc in cursor:
-                attempts: dict[str, int] = doc.get(f.retry) or {}
-                ref = make_ref(name, doc["_id"])
-                entries = []
-                for raw in (doc.get(f.array) or [])[:limit]:
-                    message = decode_entry(raw)
-                    key = (message.created_at, raw["id"])
-                    entries.append((key, message, int(attempts.get(raw["id"], 0)), ref))
-                sequences.append(entries)
-        merged = heapq.merge(*sequences, key=lambda entry: entry[0])
-        return [
-            Envelope(
-                message=message,
-                shard=shard,
-                position=next(self._positions),
-                attempts=attempts,
-                ref=ref,
-            )
-            for _, message, attempts, ref in itertools.islice(merged, limit)
-        ]
+                key = (as_utc(doc.get(f.since) or EARLIEST), name, str(doc["_id"]))
+                found.append((key, name, doc))
+        found.sort(key=lambda item: item[0])
+        envelopes: list[Envelope] = []
+        for _, name, doc in found:
+            attempts: dict[str, int] = doc.get(f.retry) or {}
+            ref = make_ref(name, doc["_id"])
+            for raw in (doc.get(f.array) or [])[: limit - len(envelopes)]:
+                envelopes.append(
+                    Envelope(
+                        message=decode_entry(raw),
+                        shard=shard,
+                        position=next(self._positions),
+                        attempts=int(attempts.get(raw["id"], 0)),
+                        ref=ref,
+                    )
+                )
+            if len(envelopes) >= limit:
+                break
+        return envelopes
 
     async def remove(
         self, envelopes: Sequence[Envelope], session: AsyncClientSession | None
