@@ -177,6 +177,11 @@ class Store(Protocol):
 
         Return the shards that got new messages when the store knows them (so only their
         workers claim), or None to wake every shard (a timeout, or no such knowledge).
+
+        A store whose every commit is followed by such a wake-up of its shard may say so
+        with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its
+        LISTEN connection is up). A worker whose claim came back short then waits for the
+        wake-up instead of claiming again at once: no empty claim after each batch.
         """
 
     # -- operations -----------------------------------------------------------------------

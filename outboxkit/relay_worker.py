@@ -124,8 +124,17 @@ class ShardWorker:
                 settled = False
             finally:
                 self.busy = False
-            if not settled:
+            if not settled or self._drained(envelopes, wake):
                 await self._pause(wake)
+
+    def _drained(self, claimed: Sequence[Envelope], wake: anyio.Event) -> bool:
+        """True if claiming again now would find nothing: the claim came back short and the
+        store wakes this shard after every commit, and has not since the claim began."""
+        return (
+            len(claimed) < self._settings.batch_size
+            and not wake.is_set()
+            and bool(getattr(self._store, "wakes_every_commit", False))
+        )
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:
         """``call``, abandoned after ``store_timeout`` s: a store call that hangs (a lost

@@ -81,6 +81,8 @@ class FakeStore:
         self.hangs: Counter[str] = Counter()
         """``hangs[name] = n``: the next n calls of ``name`` never return (a stuck server)."""
         self.refused = 0
+        self.wakes_every_commit = False
+        """What the relay reads from stores that wake a shard after each of its commits."""
         self.opened = self.closed = False
         self._next_position = 1
         self._signal: anyio.Event | None = None

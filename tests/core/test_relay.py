@@ -76,6 +76,46 @@ async def test_messages_added_while_running_are_woken_up() -> None:
     await running([relay], body)
 
 
+@pytest.mark.parametrize(("wakes", "claims_per_add"), [(True, 2), (False, 3)])
+async def test_no_claim_again_after_a_short_batch_when_every_commit_wakes(
+    wakes: bool, claims_per_add: int
+) -> None:
+    """Each add wakes both shards (2 claims). After its short batch, the shard that got the
+    message claims again at once only if a commit might have gone unnoticed."""
+    store, publisher = FakeStore(shard_count=2), FakePublisher()
+    store.wakes_every_commit = wakes
+    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+    async def body() -> None:
+        await wait_for(lambda: len(relay.shards) == 2 and store.calls["claim"] >= 2)
+        await anyio.sleep(0.05)
+        before = store.calls["claim"]
+        for i in range(5):
+            store.add(*messages(aggregates=1, per_aggregate=1, prefix=f"x{i}"))
+            await wait_for(lambda: not store.rows, timeout=2.0)
+            await anyio.sleep(0.02)
+        assert store.calls["claim"] - before == 5 * claims_per_add
+        assert len(publisher.delivered) == 5
+
+    await running([relay], body)
+
+
+async def test_a_commit_during_a_batch_is_claimed_at_once_when_every_commit_wakes() -> None:
+    store, gate = FakeStore(shard_count=1), anyio.Event()
+    publisher = FakePublisher(gate=gate)
+    store.wakes_every_commit = True
+    store.add(*messages(aggregates=1, per_aggregate=1, prefix="first"))
+    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+    async def body() -> None:
+        await wait_for(lambda: publisher.in_flight > 0)
+        store.add(*messages(aggregates=1, per_aggregate=1, prefix="during"))
+        gate.set()
+        await wait_for(lambda: len(publisher.delivered) == 2, timeout=2.0)  # not the 30 s poll
+
+    await running([relay], body)
+
+
 async def test_per_aggregate_order_with_random_delays_and_failures() -> None:
     rng = random.Random(7)
 

@@ -29,9 +29,12 @@ async def test_wait_reconnects_after_the_listen_connection_drops(
     wait_woken_by_commit: Callable[[float], Awaitable[None]],
 ) -> None:
     await store.wait(0.01)  # opens the LISTEN connection
+    assert store.wakes_every_commit
     assert await _terminate_listener(conn, f"outboxkit_{schema}_outbox") == 1
 
     with anyio.fail_after(5):
         await store.wait(30)  # the drop itself wakes the relay (it may have missed a NOTIFY)
+    # While it reconnects, workers must not count on a NOTIFY after each commit.
+    assert not store.wakes_every_commit
 
     await wait_woken_by_commit(0.5)  # woken by NOTIFY again, on the new LISTEN connection

@@ -25,6 +25,11 @@ class Listener:
         self._event = asyncio.Event()
         self._shards: set[int] | None = set()
 
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is up (every NOTIFY reaches :meth:`wait`)."""
+        return self._conn is not None and not self._conn.is_closed()
+
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if self._shards is not None:
             try:

@@ -243,6 +243,11 @@ class PostgresStore:
         """Move messages to ``<table>_dead`` with ``error`` (fenced)."""
         await self._fenced("dead_letter", lease, envelopes, error)
 
+    @property
+    def wakes_every_commit(self) -> bool:
+        """True while LISTEN is up: writers (``notify=True``) NOTIFY the shard of every add."""
+        return self._listener is not None and self._listener.connected
+
     async def wait(self, timeout: float) -> set[int] | None:
         """Return the shards notified by committing writers, or None after ``timeout`` s."""
         if self._listener is None:
