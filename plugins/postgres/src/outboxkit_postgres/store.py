@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -17,9 +17,9 @@ from outboxkit.errors import (
 )
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
 from outboxkit.secrets import mask_dsn
-from outboxkit_postgres.claims import ClaimMerger
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
+from outboxkit_postgres.merging import TurnMerger
 from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
 from outboxkit_postgres.settings import PostgresSettings
@@ -29,6 +29,13 @@ __all__ = ["PostgresStore"]
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
+
+
+def _lost(lease: Lease, query: str) -> LeaseLostError:
+    return LeaseLostError(
+        f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
+        f"{lease.owner}: {query} refused"
+    )
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -55,7 +62,8 @@ class PostgresStore:
         self._lease_pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._shard_count: int | None = None
-        self._claims = ClaimMerger(self._claim_one, self._claim_many)
+        self._claims = TurnMerger[int, list[Any]](self._claim_one, self._claim_many)
+        self._acks = TurnMerger[tuple[Lease, list[int]], bool](self._ack_one, self._ack_many)
 
     @property
     def shard_count(self) -> int:
@@ -142,6 +150,7 @@ class PostgresStore:
         self._pool = self._lease_pool = None
         with anyio.CancelScope(shield=True):
             await self._claims.close()
+            await self._acks.close()
             if listener is not None:
                 await listener.close()
             for pool in pools:
@@ -201,18 +210,22 @@ class PostgresStore:
 
         Claims that shard workers start in the same event-loop turn share one query.
         """
-        rows = await self._claims.claim(lease.shard, limit)
+        rows = await self._claims.submit(lease.shard, limit)
         return [envelope_from_row(row, lease.shard) for row in rows]
 
     async def _claim_one(self, shard: int, limit: int) -> list[Any]:
         rows: list[Any] = await self._main().fetch(self._q["claim"], shard, limit)
         return rows
 
-    async def _claim_many(self, shards: Sequence[int], limits: Sequence[int]) -> list[Any]:
-        rows: list[Any] = await self._main().fetch(
-            self._q["claim_shards"], list(shards), list(limits)
+    async def _claim_many(self, requests: Sequence[tuple[int, int]]) -> dict[int, list[Any]]:
+        shards = [shard for shard, _ in requests]
+        rows = await self._main().fetch(
+            self._q["claim_shards"], shards, [limit for _, limit in requests]
         )
-        return rows
+        found: dict[int, list[Any]] = {shard: [] for shard in shards}
+        for row in rows:
+            found[row["shard"]].append(row)
+        return found
 
     async def _fenced(
         self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
@@ -224,14 +237,36 @@ class PostgresStore:
             self._q[query], lease.shard, lease.owner, lease.token, seqs, *args
         )
         if row is None or row["held"] == 0:
-            raise LeaseLostError(
-                f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
-                f"{lease.owner}: {query} refused"
-            )
+            raise _lost(lease, query)
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
-        """Delete published messages (fenced)."""
-        await self._fenced("ack", lease, envelopes)
+        """Delete published messages (fenced).
+
+        Acks that shard workers make in the same event-loop turn share one statement.
+        """
+        if not envelopes:
+            return
+        if not await self._acks.submit(lease.shard, (lease, [e.position for e in envelopes])):
+            raise _lost(lease, "ack")
+
+    async def _ack_one(self, shard: int, request: tuple[Lease, list[int]]) -> bool:
+        lease, seqs = request
+        row = await self._main().fetchrow(self._q["ack"], shard, lease.owner, lease.token, seqs)
+        return row is not None and row["held"] > 0
+
+    async def _ack_many(
+        self, requests: Sequence[tuple[int, tuple[Lease, list[int]]]]
+    ) -> Mapping[int, bool]:
+        leases = [lease for _, (lease, _) in requests]
+        seq_shards = [shard for shard, (_, seqs) in requests for _ in seqs]
+        seqs = [seq for _, (_, batch) in requests for seq in batch]
+        held = {
+            row["shard"]
+            for row in await self._main().fetch(
+                self._q["ack_shards"], *_lease_arrays(leases), seq_shards, seqs
+            )
+        }
+        return {shard: shard in held for shard, _ in requests}
 
     async def retry(
         self, lease: Lease, envelopes: Sequence[Envelope], error: str, delay: float

@@ -54,6 +54,27 @@ gone AS (
 )
 SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM gone) AS changed
 
+-- name: ack_shards
+-- The acks of several shards in one statement: the lease rows ($1 shard, $2 owner, $3
+-- token) still held are locked in shard order (as `renew` locks them, so the two never
+-- deadlock), then the messages ($4 shard, $5 seq) of those shards are deleted. Returns the
+-- shards whose lease was held.
+WITH held AS (
+    SELECT l.shard
+    FROM {{schema}}.{{table}}_leases AS l
+    JOIN unnest($1::integer[], $2::text[], $3::bigint[]) AS f(shard, owner, token)
+      ON l.shard = f.shard AND l.owner = f.owner AND l.token = f.token
+    WHERE l.expires_at > now()
+    ORDER BY l.shard
+    FOR UPDATE OF l
+),
+gone AS (
+    DELETE FROM {{schema}}.{{table}} AS o
+    USING unnest($4::integer[], $5::bigint[]) AS a(shard, seq)
+    WHERE o.shard = a.shard AND o.seq = a.seq AND a.shard IN (SELECT shard FROM held)
+)
+SELECT shard FROM held
+
 -- name: retry
 WITH {{fence}},
 later AS (
@@ -98,10 +119,20 @@ WHERE l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= now()
 RETURNING l.token
 
 -- name: renew
+-- Locks the lease rows in shard order first, as `ack_shards` does (no deadlock between them).
+WITH mine AS (
+    SELECT l.shard
+    FROM {{schema}}.{{table}}_leases AS l
+    JOIN unnest($1::integer[], $2::text[], $3::bigint[]) AS x(shard, owner, token)
+      ON l.shard = x.shard AND l.owner = x.owner AND l.token = x.token
+    WHERE l.expires_at > now()
+    ORDER BY l.shard
+    FOR UPDATE OF l
+)
 UPDATE {{schema}}.{{table}}_leases AS l
 SET expires_at = now() + make_interval(secs => $4)
-FROM unnest($1::integer[], $2::text[], $3::bigint[]) AS x(shard, owner, token)
-WHERE l.shard = x.shard AND l.owner = x.owner AND l.token = x.token AND l.expires_at > now()
+FROM mine
+WHERE l.shard = mine.shard
 RETURNING l.shard, l.owner, l.token
 
 -- name: release

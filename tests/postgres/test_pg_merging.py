@@ -1,4 +1,5 @@
-"""Claims started in one event-loop turn share one query and return what separate ones would."""
+"""Claims (and acks) made in one event-loop turn share one query and do what separate ones
+would: the same rows claimed; the same rows deleted, with each shard's lease checked."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
-from outboxkit_postgres import PostgresStore
-from outboxkit_postgres.claims import ClaimMerger
+from outboxkit_postgres import PostgresSettings, PostgresStore
+from outboxkit_postgres.merging import TurnMerger
 
+from outboxkit.errors import LeaseLostError
 from outboxkit.message import Message
-from outboxkit.protocols import Lease
+from outboxkit.protocols import Envelope, Lease
 from outboxkit.testing import make_message
 
 pytestmark = pytest.mark.anyio
@@ -46,11 +49,11 @@ async def test_merged_claims_equal_separate_claims_per_shard(
         one_calls[0] += 1
         return await store._claim_one(shard, limit)
 
-    async def claim_many(shards: Sequence[int], limits: Sequence[int]) -> list[Any]:
+    async def claim_many(requests: Sequence[tuple[int, int]]) -> dict[int, list[Any]]:
         many_calls[0] += 1
-        return await store._claim_many(shards, limits)
+        return await store._claim_many(requests)
 
-    store._claims = ClaimMerger(claim_one, claim_many)
+    store._claims = TurnMerger(claim_one, claim_many)
     merged = await _together(store, leases, 30)
     assert many_calls == [1] and one_calls == [0], "the claims did not share one query"
 
@@ -81,3 +84,47 @@ async def test_merged_claims_skip_aggregates_in_backoff(
     assert {s: v for s, v in again.items() if s != lease.shard} == {
         s: v for s, v in first.items() if s != lease.shard
     }
+
+
+async def test_merged_acks_delete_what_separate_acks_would_and_fence_each_shard(
+    store: PostgresStore,
+    write: Callable[[Sequence[Message]], Awaitable[None]],
+    conn: asyncpg.Connection,
+    settings: PostgresSettings,
+) -> None:
+    await write([make_message(f"agg-{i % 40}", i) for i in range(400)])
+    leases = await _leases(store)
+    claimed = {lease.shard: await store.claim(lease, 30) for lease in leases}
+    # Another relay takes the last shard over: its ack must change nothing and say so.
+    stolen = leases[-1]
+    await conn.execute(
+        f"UPDATE {settings.schema}.{settings.table}_leases SET owner = 'thief', "
+        "token = token + 1 WHERE shard = $1",
+        stolen.shard,
+    )
+    many_calls = [0]
+    many = store._ack_many
+
+    async def ack_many(requests: Any) -> Any:
+        many_calls[0] += 1
+        return await many(requests)
+
+    store._acks = TurnMerger(store._ack_one, ack_many)
+    lost: list[int] = []
+
+    async def ack(lease: Lease, envelopes: list[Envelope]) -> None:
+        try:
+            await store.ack(lease, envelopes[:20])
+        except LeaseLostError:
+            lost.append(lease.shard)
+
+    async with anyio.create_task_group() as tg:
+        for lease in leases:
+            tg.start_soon(ack, lease, claimed[lease.shard])
+    assert many_calls == [1], "the acks did not share one statement"
+    assert lost == [stolen.shard]
+    for lease in leases[:-1]:
+        left = [e.position for e in await store.claim(lease, 1_000)]
+        assert left[:10] == [e.position for e in claimed[lease.shard][20:]]
+    after = [e.position for e in await store.claim(stolen, 1_000)]
+    assert after[:30] == [e.position for e in claimed[stolen.shard]]
