@@ -128,15 +128,18 @@ def markdown(results: RunResults) -> str:
         "",
         *_correctness_table(results),
     ]
-    if results.profile:
-        lines += [
-            "",
-            "## Where the pg -> kafka relay's time goes (pyinstrument, --profile)",
-            "",
-            *_table(
-                ("Layer", "Share of time"), ((k, f"{v:.1f} %") for k, v in results.profile.items())
-            ),
-        ]
+    profiles = (
+        ("the pg -> kafka relay's time goes (scenario 1", results.profile),
+        ("the relay process's time goes at 1,000 msg/s (scenario 3", results.profile_latency),
+    )
+    for title, shares in profiles:
+        if shares:
+            lines += [
+                "",
+                f"## Where {title}, pyinstrument, --profile)",
+                "",
+                *_table(("Layer", "Share of time"), ((k, f"{v:.1f} %") for k, v in shares.items())),
+            ]
     if results.notes:
         lines += ["", "## Notes", "", *(f"- {n}" for n in results.notes)]
     if results.errors:

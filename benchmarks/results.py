@@ -77,6 +77,8 @@ class RunResults(msgspec.Struct, kw_only=True):
     correctness: list[Correctness] = msgspec.field(default_factory=list)
     profile: dict[str, float] = msgspec.field(default_factory=dict)
     """Percent of the profiled pg -> kafka relay time per layer (``--profile``)."""
+    profile_latency: dict[str, float] = msgspec.field(default_factory=dict)
+    """The same for the relay process at the latency bar's load (``--profile``)."""
     errors: list[str] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
 

@@ -118,17 +118,15 @@ async def stop(lines: Lines) -> None:
         await process.wait()
 
 
-def profile_args(ctx: Context, rate: int, notify: bool) -> tuple[str, ...]:
-    """``--profile`` for the relay process at the bar's load with the wake-up (``--profile``)."""
-    if not (ctx.profile and notify and rate == BAR_LOAD):
-        return ()
-    return ("--profile", str(ctx.out / f"profile_latency_{rate}"))
-
-
-async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -> None:
-    """One offered load, one wake-up mode."""
+async def measure(
+    ctx: Context, broker: BrokerTarget, rate: int, notify: bool, *, profile: bool = False
+) -> None:
+    """One offered load, one wake-up mode; ``profile``: an extra run with the relay under
+    pyinstrument (its latencies are reported, never held against a bar)."""
     mode = "notify" if notify else "polling"
-    step = f"{rate:,} msg/s, {mode}"
+    step = f"{rate:,} msg/s, {mode}" + (" (profiled)" if profile else "")
+    profile_to = ctx.out / f"profile_latency_{rate}"
+    profiling = ("--profile", str(profile_to)) if profile else ()
     probe = Probe()
     total = int(rate * ctx.size.load_seconds)
     flag = "--notify" if notify else "--no-notify"
@@ -148,7 +146,7 @@ async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -
                 *("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka),
                 *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
                 *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
-                *profile_args(ctx, rate, notify),
+                *profiling,
             )
             try:
                 writer = await spawn(
@@ -183,6 +181,10 @@ async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -
             finally:
                 await stop(relay)
         acks = msgspec.json.decode(acks_file.read_bytes()) if acks_file.exists() else {}
+    if profile:
+        shares = profile_to.with_suffix(".json")
+        if shares.exists():
+            ctx.results.profile_latency = msgspec.json.decode(shares.read_bytes())
     acked: dict[str, float] = acks.get("acked", {})
     achieved = float(writes["achieved"])
     cpu_us = {
@@ -196,7 +198,7 @@ async def measure(ctx: Context, broker: BrokerTarget, rate: int, notify: bool) -
         summary.cpu_us = cpu_us
         ctx.results.latencies.append(summary)
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
-        if kind == "commit->ack" and notify and rate == BAR_LOAD:
+        if kind == "commit->ack" and notify and rate == BAR_LOAD and not profile:
             add_bars(ctx, step, summary)
 
 
@@ -222,3 +224,5 @@ async def run(ctx: Context) -> None:
     for notify in (True, False):
         for rate in ctx.size.loads:
             await measure(ctx, broker, rate, notify)
+    if ctx.profile and BAR_LOAD in ctx.size.loads:
+        await measure(ctx, broker, BAR_LOAD, True, profile=True)
