@@ -1,0 +1,130 @@
+"""End to end: ``outboxkit relay --store mongodb --publisher nats`` with 2 relay processes,
+one of them killed (SIGKILL) mid-run. In the JetStream stream: every message exactly once
+(the stream's duplicate window drops what the takeover publishes again, by ``Nats-Msg-Id``)
+and each aggregate's messages in its commit order.
+
+As in ``test_mongodb_kafka.py``, on a server that loses concurrent updates of one document
+(FerretDB 1.x) the writes of one document are serialised and the relays start after them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+import pytest
+from checks import verdict
+from mongo_helpers import MongoWriters, loses_concurrent_updates
+from nats_stream import nats_support, read_deliveries
+from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from relays import RelayProcess, outboxkit_env
+from server_clients import mongo_database
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+SHARDS = 8
+RELAYS = 2
+DOCUMENTS = 40
+MESSAGES = 1000
+BATCH = 50
+LEASE_TTL = 2.0
+
+
+async def test_mongodb_to_nats_survives_a_kill_exactly_once_in_order(
+    mongodb_url: str, nats_url: str, tmp_path: Path
+) -> None:
+    t0 = time.monotonic()
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    stream = await nats_support.make_stream(js, duplicate_window=120.0)
+    try:
+        async with mongo_database(mongodb_url, prefix="okt_e2e") as db:
+            lossy = await loses_concurrent_updates(db)
+            store = MongoStore(
+                MongoSettings(
+                    url=mongodb_url, database=db.name, collections=["orders"], shard_count=SHARDS
+                )
+            )
+            await store.migrate()
+            await store.open()
+            writers = MongoWriters(
+                db,
+                MongoOutbox(shard_count=SHARDS),
+                "orders",
+                stream.subject("orders"),
+                [f"order-{i:02d}" for i in range(DOCUMENTS)],
+                serialize_per_document=lossy,
+            )
+            await writers.create_documents()
+            relays = [
+                RelayProcess(
+                    f"relay-{i}",
+                    relay_env(mongodb_url, db.name, nats_url, stream.name),
+                    tmp_path,
+                    store="mongodb",
+                    publisher="nats",
+                    cwd=tmp_path,
+                    log_level=None,
+                )
+                for i in range(RELAYS)
+            ]
+            try:
+                if lossy:
+                    await writers.run(MESSAGES, 4, (2, 6))
+                for r in relays:
+                    r.start()
+                async with anyio.create_task_group() as tg:
+                    if not lossy:
+                        tg.start_soon(writers.run, MESSAGES, 4, (2, 6))
+                    with anyio.fail_after(60):
+                        while await stored(js, stream.name) < MESSAGES // 3:  # noqa: ASYNC110
+                            await anyio.sleep(0.05)
+                    relays[0].kill()
+                    killed_at = len(writers.ids), await stored(js, stream.name)
+                with anyio.fail_after(90):
+                    while (await store.status()).pending or writers.count < MESSAGES:  # noqa: ASYNC110
+                        await anyio.sleep(0.1)
+                assert relays[1].running, "the surviving relay exited"
+            finally:
+                codes = [r.stop() for r in relays[1:]]
+                await store.close()
+            deliveries = await read_deliveries(js, stream.name, stream.wildcard)
+            result = verdict(deliveries, writers.committed)
+            print(
+                f"server {store.server.description if store.server else '?'}, concurrent "
+                f"same-document updates lost: {lossy}; SIGKILL relay-0 with {killed_at[1]} of "
+                f"{killed_at[0]} written messages in the stream; {result.summary()}; "
+                f"{time.monotonic() - t0:.1f}s"
+            )
+            assert result.ok, result.summary() + "\n" + relays[1].log()[-3000:]
+            assert codes == [0]
+    finally:
+        await js.delete_stream(stream.name)
+        await client.close()
+
+
+async def stored(js: Any, stream: str) -> int:
+    info = await js.stream_info(stream)
+    return int(info.state.messages)
+
+
+def relay_env(mongodb_url: str, database: str, nats_url: str, stream: str) -> dict[str, str]:
+    """The relays' settings, through ``OUTBOXKIT_*`` variables (as a deployment would)."""
+    return outboxkit_env(
+        store="mongodb",
+        publisher="nats",
+        log_level="info",
+        lease_ttl=LEASE_TTL,
+        batch_size=BATCH,
+        poll_interval="0.25",
+        drain_timeout="10",
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+        mongodb_collections="orders",
+        mongodb_poll_interval="0.25",
+        nats_servers=nats_url,
+        nats_stream=stream,
+    )
