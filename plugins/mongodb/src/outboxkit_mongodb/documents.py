@@ -62,7 +62,7 @@ class Outboxes:
         write per document.
         """
         f = self._fields
-        found: list[tuple[tuple[datetime, str, str], str, dict[str, Any]]] = []
+        found: list[tuple[tuple[datetime, str, str, str], str, dict[str, Any]]] = []
         for name in self._schema.collections:
             cursor = (
                 self._schema.aggregates(name)
@@ -71,7 +71,10 @@ class Outboxes:
                 .limit(limit)
             )
             async for doc in cursor:
-                key = (as_utc(doc.get(f.since) or EARLIEST), name, str(doc["_id"]))
+                # BSON dates have millisecond precision: ties go to the older first entry
+                # (UUIDv7 ids grow with time, and within a millisecond per writer process).
+                first = ((doc.get(f.array) or [{}])[0]).get("id", "")
+                key = (as_utc(doc.get(f.since) or EARLIEST), str(first), name, str(doc["_id"]))
                 found.append((key, name, doc))
         found.sort(key=lambda item: item[0])
         envelopes: list[Envelope] = []
