@@ -11,6 +11,10 @@ Three processes, so that the relay's process runs the relay and nothing else:
 - this process runs a Kafka consumer that matches deliveries by the ``outboxkit-id`` header
   and notes their receive time -- commit -> receive.
 
+At the bar's load it runs once more with ``benchmarks.latency_floor`` in place of the relay: a
+hand-written relay that does the least any LISTEN/NOTIFY relay can (one ``DELETE ...
+RETURNING`` and one produce request per wake-up, at most once), the floor of this machine.
+
 All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
 (``time.process_time``) per message are reported next to the percentiles. Run once with
 LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the relay's default
@@ -119,12 +123,20 @@ async def stop(lines: Lines) -> None:
 
 
 async def measure(
-    ctx: Context, broker: BrokerTarget, rate: int, notify: bool, *, profile: bool = False
+    ctx: Context,
+    broker: BrokerTarget,
+    rate: int,
+    notify: bool,
+    *,
+    profile: bool = False,
+    floor: bool = False,
 ) -> None:
-    """One offered load, one wake-up mode; ``profile``: an extra run with the relay under
-    pyinstrument (its latencies are reported, never held against a bar)."""
+    """One offered load, one wake-up mode. Extra runs, never held against a bar:
+    ``profile``, the relay under pyinstrument; ``floor``, the hand-written minimal relay of
+    ``benchmarks.latency_floor`` in place of outboxkit's."""
     mode = "notify" if notify else "polling"
     step = f"{rate:,} msg/s, {mode}" + (" (profiled)" if profile else "")
+    step += ", floor: hand-written minimal relay" if floor else ""
     profile_to = ctx.out / f"profile_latency_{rate}"
     profiling = ("--profile", str(profile_to)) if profile else ()
     probe = Probe()
@@ -140,14 +152,23 @@ async def measure(
             ) as backlog,
         ):
             schema = backlog.settings.schema
-            relay = await spawn(
-                "relay process",
-                "benchmarks.relay_process",
-                *("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka),
-                *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
-                *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
-                *profiling,
-            )
+            where = ("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka)
+            if floor:
+                relay = await spawn(
+                    "floor relay process",
+                    "benchmarks.latency_floor",
+                    *where,
+                    *("--acks", str(acks_file)),
+                )
+            else:
+                relay = await spawn(
+                    "relay process",
+                    "benchmarks.relay_process",
+                    *where,
+                    *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
+                    *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
+                    *profiling,
+                )
             try:
                 writer = await spawn(
                     "writer process",
@@ -198,7 +219,7 @@ async def measure(
         summary.cpu_us = cpu_us
         ctx.results.latencies.append(summary)
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
-        if kind == "commit->ack" and notify and rate == BAR_LOAD and not profile:
+        if kind == "commit->ack" and notify and rate == BAR_LOAD and not (profile or floor):
             add_bars(ctx, step, summary)
 
 
@@ -219,10 +240,37 @@ def add_bars(ctx: Context, step: str, summary: Latency) -> None:
         )
 
 
+def add_floor_ratios(ctx: Context, load: int) -> None:
+    """outboxkit's commit -> ack percentiles at ``load`` over the floor's (same run)."""
+    step = f"{load:,} msg/s, notify"
+    found = {x.step: x for x in ctx.results.latencies if x.kind == "commit->ack" and step in x.step}
+    ours, floor = found.get(step), found.get(f"{step}, floor: hand-written minimal relay")
+    if ours is None or floor is None:
+        return
+    for name in ("p50", "p99"):
+        value, base = float(getattr(ours, name)), float(getattr(floor, name))
+        ctx.results.measures.append(
+            Measure(
+                scenario=SCENARIO,
+                step=f"{step}, commit->ack {name} vs a minimal at-most-once relay",
+                value=value,
+                unit="ms",
+                baseline=base,
+                baseline_label="hand-written floor",
+                ratio=value / base if base else None,
+                ratio_label="x floor",
+            )
+        )
+
+
 async def run(ctx: Context) -> None:
     broker = ctx.broker("kafka")
     for notify in (True, False):
         for rate in ctx.size.loads:
             await measure(ctx, broker, rate, notify)
+    # the bar's load (the smoke run's highest, so that CI runs the floor too)
+    floor_load = BAR_LOAD if BAR_LOAD in ctx.size.loads else max(ctx.size.loads)
+    await measure(ctx, broker, floor_load, True, floor=True)
+    add_floor_ratios(ctx, floor_load)
     if ctx.profile and BAR_LOAD in ctx.size.loads:
         await measure(ctx, broker, BAR_LOAD, True, profile=True)
