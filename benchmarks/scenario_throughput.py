@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from contextlib import nullcontext
+from statistics import harmonic_mean
 
 from benchmarks.consumers import Consume
 from benchmarks.context import Context
@@ -54,9 +55,11 @@ async def verify(
     ctx.results.correctness.append(tally.result(SCENARIO, step))
 
 
-async def baseline_rate(ctx: Context, broker: BrokerTarget, messages: list[Message]) -> float:
+async def baseline_rate(
+    ctx: Context, broker: BrokerTarget, messages: list[Message], label: str = ""
+) -> float:
     """Messages/s of the raw client sending ``messages``."""
-    step = f"raw {broker.name}"
+    step = f"raw {broker.name}{label}"
     async with broker.destination(f"raw_{broker.name}") as topic:
         async with progress(f"{SCENARIO} {step}", len(messages)) as tracker:
             started = time.perf_counter()
@@ -66,10 +69,12 @@ async def baseline_rate(ctx: Context, broker: BrokerTarget, messages: list[Messa
     return len(messages) / seconds
 
 
-async def relay_rate(ctx: Context, store: str, broker: BrokerTarget, *, profile: bool) -> float:
+async def relay_rate(
+    ctx: Context, store: str, broker: BrokerTarget, *, profile: bool, label: str = ""
+) -> float:
     """Messages/s of the relay draining a backlog of the run's size."""
     size = ctx.size
-    step = f"{store} -> {broker.name}" + (" (profiled)" if profile else "")
+    step = f"{store} -> {broker.name}{label}" + (" (profiled)" if profile else "")
     async with (
         broker.destination(f"{store}_{broker.name}") as topic,
         ctx.backlog(
@@ -99,8 +104,14 @@ async def pipeline(ctx: Context, store: str, broker_name: str) -> None:
     size = ctx.size
     broker = ctx.broker(broker_name)
     messages = pipeline_messages(size, "raw", store)
-    raw = await baseline_rate(ctx, broker, messages)
-    rate = await relay_rate(ctx, store, broker, profile=False)
+    rounds = 1 if store == "mongodb" else size.throughput_rounds
+    raw_rates, rates = [], []
+    for index in range(rounds):
+        label = f" (round {index + 1})" if rounds > 1 else ""
+        raw_rates.append(await baseline_rate(ctx, broker, messages, label))
+        rates.append(await relay_rate(ctx, store, broker, profile=False, label=label))
+    # equal message counts per round: all messages over all seconds
+    raw, rate = harmonic_mean(raw_rates), harmonic_mean(rates)
     say(f"{SCENARIO} {store} -> {broker_name}: {rate:,.0f} msg/s, raw {raw:,.0f} msg/s")
     ctx.results.measures.append(
         Measure(
@@ -116,6 +127,9 @@ async def pipeline(ctx: Context, store: str, broker_name: str) -> None:
             details={
                 "messages": len(messages),
                 "store_shards": MONGO_SHARDS if store == "mongodb" else size.shard_count,
+                "rounds": rounds,
+                "raw_per_round": raw_rates,
+                "relay_per_round": rates,
             },
         )
     )

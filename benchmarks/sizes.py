@@ -31,6 +31,8 @@ class Size:
     mongo_messages: int
     """Backlog of mongodb -> kafka (FerretDB, the local MongoDB-wire server, is far slower)."""
     shard_count: int = 64
+    throughput_rounds: int = 1
+    """Alternating raw / relay rounds of the pg pipelines of scenario 1 (rates over all)."""
     batch_size: int = 500
 
 
@@ -72,6 +74,7 @@ SIZES: dict[str, Size] = {
         payload_bytes=1024,
         write_seconds=10.0,
         write_rounds=3,
+        throughput_rounds=2,
         writers=8,
         loads=(100, 1_000, 5_000),
         load_seconds=10.0,

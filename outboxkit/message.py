@@ -211,6 +211,8 @@ def route(message: Message, template: str) -> str:
 
     ``{topic}`` falls back to the aggregate type when the message has no topic.
     """
+    if template == "{topic}":  # the default, per message on the hot path: skip str.format
+        return message.topic or message.aggregate_type
     return template.format(
         topic=message.topic or message.aggregate_type,
         aggregate_type=message.aggregate_type,
