@@ -23,6 +23,12 @@ class Wakeup:
 
     def __init__(self) -> None:
         self._events: dict[int, anyio.Event] = {}
+        self._noticed: set[int] = set()
+
+    def noticed(self, shard: int) -> bool:
+        """True if the last wake-up of ``shard`` named it (a commit to it), False if it was
+        a poll (every shard woken, e.g. because the store knows no better)."""
+        return shard in self._noticed
 
     def event(self, shard: int) -> anyio.Event:
         """The event the next wake-up of ``shard`` sets."""
@@ -37,6 +43,10 @@ class Wakeup:
         for shard in targets:
             event = self._events.pop(shard, None)
             if event is not None:
+                if shards is None:
+                    self._noticed.discard(shard)
+                else:
+                    self._noticed.add(shard)
                 event.set()
 
     async def run(self, store: Store, poll_interval: float) -> None:

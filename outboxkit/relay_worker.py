@@ -64,6 +64,8 @@ class ShardWorker:
         self._wakeup = context.wakeup
         self._rng = context.rng
         self._next_due: float | None = None
+        self._noticed = False
+        """The last wake-up named this shard (a writer's notice, not a poll)."""
 
     @property
     def shard(self) -> int:
@@ -128,11 +130,14 @@ class ShardWorker:
                 await self._pause(wake)
 
     def _drained(self, claimed: Sequence[Envelope], wake: anyio.Event) -> bool:
-        """True if claiming again now would find nothing: the claim came back short and the
-        store wakes this shard after every commit, and has not since the claim began."""
+        """True if claiming again now would find nothing: the claim came back short, the
+        store wakes this shard after every commit and has not since the claim began, and the
+        writers do notify (the wake-up that led to this claim named the shard; writers that
+        do not notify leave only polls, and then the worker claims again at once)."""
         return (
             len(claimed) < self._settings.batch_size
             and not wake.is_set()
+            and self._noticed
             and bool(getattr(self._store, "wakes_every_commit", False))
         )
 
@@ -153,8 +158,10 @@ class ShardWorker:
         now = anyio.current_time()
         if self._next_due is not None:
             timeout = min(timeout, max(0.0, self._next_due - now))
+        self._noticed = False
         with anyio.move_on_after(timeout):
             await wake.wait()
+            self._noticed = self._wakeup.noticed(self.shard)
         if self._next_due is not None and anyio.current_time() >= self._next_due:
             self._next_due = None
 

@@ -86,6 +86,7 @@ class FakeStore:
         self.opened = self.closed = False
         self._next_position = 1
         self._signal: anyio.Event | None = None
+        self._woke: set[int] = set()
 
     # -- test helpers ---------------------------------------------------------------------
     def add(self, *messages: Message) -> None:
@@ -93,6 +94,7 @@ class FakeStore:
             shard = shard_of(message.aggregate_id, self._shard_count)
             self.rows[self._next_position] = Row(self._next_position, shard, message)
             self._next_position += 1
+            self._woke.add(shard)
         if self._signal is not None:
             self._signal.set()
 
@@ -238,12 +240,15 @@ class FakeStore:
                 )
             )
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float) -> set[int] | None:
+        """The shards that got messages since the last call, or None after ``timeout``."""
         await self._enter("wait")
         if self._signal is None or self._signal.is_set():
             self._signal = anyio.Event()
         with anyio.move_on_after(timeout):
             await self._signal.wait()
+        woke, self._woke = self._woke, set()
+        return woke or None
 
     async def status(self) -> StoreStatus:
         await self._enter("status")
