@@ -4,9 +4,9 @@ Same protocol as ``benchmarks.relay_process --acks``: prints ``ready``, starts o
 stdin, prints ``owned``, and on SIGTERM writes the ack time of every message to ``--acks``.
 Per wake-up (a NOTIFY, or 1 s) it runs one statement that deletes and returns every pending
 row, then sends them in sequence order with a raw aiokafka producer (the Kafka publisher's
-settings: idempotent, ``acks=all``) and notes when all were acknowledged. No lease, no
-fencing, no retry -- it is not at-least-once, only the least work any LISTEN/NOTIFY relay can
-do: one database round trip and one produce request per wake-up.
+settings: idempotent, ``acks=all``; the raw baseline's headers) and notes when all were
+acknowledged. No lease, no fencing, no retry -- it is not at-least-once, only the least work
+any LISTEN/NOTIFY relay can do: one database round trip and one produce request per wake-up.
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ import anyio
 import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
-from outboxkit_kafka import CONTENT_TYPE_HEADER, KafkaSettings
+from outboxkit_kafka import KafkaSettings
 from outboxkit_kafka.connection import producer_options
 from outboxkit_postgres.codec import envelope_from_row
 from outboxkit_postgres.names import OutboxNames
 
-from outboxkit.message import broker_headers
+from benchmarks.baselines import kafka_headers
+from outboxkit.message import route
 
 __all__ = ["main"]
 
+TOPIC_TEMPLATE = KafkaSettings().topic_template
 TAKE_ALL = """
 DELETE FROM {{schema}}.{{table}}
 RETURNING seq, id, aggregate_type, aggregate_id, event_type, topic, key, headers::text,
@@ -47,10 +49,8 @@ async def relay_once(
     ids = []
     for row in rows:
         message = envelope_from_row(row, 0).message
-        headers = [(k, v.encode()) for k, v in broker_headers(message)]
-        headers.append((CONTENT_TYPE_HEADER, message.content_type.encode()))
-        topic = message.topic or message.aggregate_type
-        key = message.partition_key.encode()
+        key, headers = message.partition_key.encode(), kafka_headers(message)
+        topic = route(message, TOPIC_TEMPLATE)
         futures.append(await producer.send(topic, message.payload, key=key, headers=headers))
         ids.append(str(message.id))
     if futures:

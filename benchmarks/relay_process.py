@@ -16,8 +16,7 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import anyio
@@ -32,22 +31,6 @@ from outboxkit.relay import ShardedRelay
 from outboxkit.relay_settings import RelaySettings
 
 __all__ = ["main"]
-
-
-def profiling(target: str | None) -> AbstractAsyncContextManager[None]:
-    """Profile the relaying into ``<target>.html|txt`` (and ``<target>.json``: layer shares)."""
-    if target is None:
-        return nullcontext()
-    shares: dict[str, float] = {}
-    path = Path(target)
-
-    @asynccontextmanager
-    async def run() -> AsyncIterator[None]:
-        async with profiled(path.parent, path.name, shares):
-            yield
-        path.with_suffix(".json").write_bytes(msgspec.json.encode(shares))
-
-    return run()
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -85,9 +68,13 @@ async def serve(args: argparse.Namespace) -> None:
         tg.start_soon(on_sigterm)
         if clock is not None:
             tg.start_soon(announce_owned)
-        async with profiling(args.profile):
+        shares: dict[str, float] = {}
+        target = Path(args.profile) if args.profile else None
+        async with profiled(target.parent, target.name, shares) if target else nullcontext():
             await relay.run()
         tg.cancel_scope.cancel()
+    if target is not None:  # the layer shares, for the scenario's report
+        target.with_suffix(".json").write_bytes(msgspec.json.encode(shares))
     if clock is not None:
         used = time.process_time() - cpu[0]
         acks = {"acked": clock.acked, "cpu_s": used}

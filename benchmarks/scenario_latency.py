@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -130,8 +131,9 @@ async def measure(
     *,
     profile: bool = False,
     floor: bool = False,
-) -> None:
-    """One offered load, one wake-up mode. Extra runs, never held against a bar:
+) -> Latency:
+    """One offered load, one wake-up mode; returns the commit -> ack summary. Extra runs,
+    never held against a bar:
     ``profile``, the relay under pyinstrument; ``floor``, the hand-written minimal relay of
     ``benchmarks.latency_floor`` in place of outboxkit's."""
     mode = "notify" if notify else "polling"
@@ -213,64 +215,75 @@ async def measure(
         "writer": float(writes["cpu_s"]) * 1e6 / total,
     }
     ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
+    summaries = []
     for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
         samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
         summary = latency_summary(step, kind, rate, achieved, samples)
         summary.cpu_us = cpu_us
         ctx.results.latencies.append(summary)
+        summaries.append(summary)
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
-        if kind == "commit->ack" and notify and rate == BAR_LOAD and not (profile or floor):
-            add_bars(ctx, step, summary)
+    return summaries[0]
 
 
-def add_bars(ctx: Context, step: str, summary: Latency) -> None:
-    for name, bar in BARS.items():
-        value = float(getattr(summary, name))
-        ctx.results.measures.append(
-            Measure(
-                scenario=SCENARIO,
-                step=f"{step}, commit->ack {name}",
-                value=value,
-                unit="ms",
-                ratio=value,
-                ratio_label="ms",
-                bar=bar,
-                details={"achieved_rate": summary.achieved},
-            )
+def commit_to_ack(summary: Latency, name: str, suffix: str = "", **extra: Any) -> Measure:
+    """Percentile ``name`` (``"p50"``, ...) of a commit -> ack summary, as a measure."""
+    return Measure(
+        scenario=SCENARIO,
+        step=f"{summary.step}, commit->ack {name}{suffix}",
+        value=float(getattr(summary, name)),
+        unit="ms",
+        **extra,
+    )
+
+
+def bars(ours: Latency) -> list[Measure]:
+    """The bars, on outboxkit's commit -> ack percentiles at the bar's load."""
+    return [
+        commit_to_ack(
+            ours,
+            name,
+            ratio=getattr(ours, name),
+            ratio_label="ms",
+            bar=bar,
+            details={"achieved_rate": ours.achieved},
         )
+        for name, bar in BARS.items()
+    ]
 
 
-def add_floor_ratios(ctx: Context, load: int) -> None:
-    """outboxkit's commit -> ack percentiles at ``load`` over the floor's (same run)."""
-    step = f"{load:,} msg/s, notify"
-    found = {x.step: x for x in ctx.results.latencies if x.kind == "commit->ack" and step in x.step}
-    ours, floor = found.get(step), found.get(f"{step}, floor: hand-written minimal relay")
-    if ours is None or floor is None:
-        return
+def over_floor(ours: Latency, floor: Latency) -> list[Measure]:
+    """outboxkit's commit -> ack p50 and p99 over the floor's (same run, same load)."""
+    measures = []
     for name in ("p50", "p99"):
         value, base = float(getattr(ours, name)), float(getattr(floor, name))
-        ctx.results.measures.append(
-            Measure(
-                scenario=SCENARIO,
-                step=f"{step}, commit->ack {name} vs a minimal at-most-once relay",
-                value=value,
-                unit="ms",
+        measures.append(
+            commit_to_ack(
+                ours,
+                name,
+                " vs a minimal at-most-once relay",
                 baseline=base,
                 baseline_label="hand-written floor",
                 ratio=value / base if base else None,
                 ratio_label="x floor",
             )
         )
+    return measures
 
 
 async def run(ctx: Context) -> None:
     broker = ctx.broker("kafka")
+    notified: dict[int, Latency] = {}
     for notify in (True, False):
         for rate in ctx.size.loads:
-            await measure(ctx, broker, rate, notify)
+            summary = await measure(ctx, broker, rate, notify)
+            if notify:
+                notified[rate] = summary
+    if BAR_LOAD in notified:
+        ctx.results.measures += bars(notified[BAR_LOAD])
     # the bar's load (the smoke run's highest, so that CI runs the floor too)
     floor_load = BAR_LOAD if BAR_LOAD in ctx.size.loads else max(ctx.size.loads)
-    await measure(ctx, broker, floor_load, True, floor=True)
-    add_floor_ratios(ctx, floor_load)
+    floor = await measure(ctx, broker, floor_load, True, floor=True)
+    ctx.results.measures += over_floor(notified[floor_load], floor)
     if ctx.profile and BAR_LOAD in ctx.size.loads:
         await measure(ctx, broker, BAR_LOAD, True, profile=True)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -44,30 +46,73 @@ SCENARIO = "2 write path"
 BAR = Bar(op="<=", limit=1.2, text="alone / with outbox <= 1.2")
 AGGREGATES = 10_000
 PRODUCTS = 10_000
-ORDER_VARIANTS = ("order tx alone", "order tx with outbox")
 FLOOR = "with plain 1 KiB insert (floor)"
 
 
+Business = Callable[[asyncpg.Connection, random.Random, str, bool], Awaitable[None]]
+Event = Callable[[asyncpg.Connection, Message], Awaitable[None]]
+
+
+class Statements:
+    """The business transactions of the write rounds, in ``schema``."""
+
+    def __init__(self, schema: str) -> None:
+        self._insert = (
+            f'INSERT INTO "{schema}".bench_orders (customer, amount, with_outbox) '
+            "VALUES ($1, $2, $3)"
+        )
+        self._order = (
+            f'INSERT INTO "{schema}".bench_order (customer, with_outbox) VALUES ($1, $2) '
+            "RETURNING id"
+        )
+        self._line = (
+            f'INSERT INTO "{schema}".bench_order_line (order_id, line_no, product, quantity, '
+            "price) VALUES ($1, $2, $3, $4, $5)"
+        )
+        self._stock = (
+            f'UPDATE "{schema}".bench_stock SET quantity = quantity - $2 WHERE product = $1'
+        )
+        self._plain = (
+            f'INSERT INTO "{schema}".bench_plain (id, aggregate_id, payload) VALUES ($1, $2, $3)'
+        )
+
+    async def insert(
+        self, conn: asyncpg.Connection, rng: random.Random, customer: str, flagged: bool
+    ) -> None:
+        """The bar's business transaction: one ``INSERT``."""
+        await conn.execute(self._insert, customer, rng.randrange(10_000), flagged)
+
+    async def order(
+        self, conn: asyncpg.Connection, rng: random.Random, customer: str, flagged: bool
+    ) -> None:
+        """The realistic one: an order, its 3 lines, one stock decrement."""
+        order_id = await conn.fetchval(self._order, customer, flagged)
+        products = [rng.randrange(PRODUCTS) for _ in range(3)]
+        lines = [(order_id, n, p, 1 + n, 100 * p) for n, p in enumerate(products)]
+        await conn.executemany(self._line, lines)
+        await conn.execute(self._stock, products[0], 1)
+
+    async def plain(self, conn: asyncpg.Connection, message: Message) -> None:
+        """The floor: the event as a plain row of the same size (no lock, sequence, NOTIFY)."""
+        await conn.execute(self._plain, message.id, message.aggregate_id, message.payload)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What each transaction of a write round does."""
+
+    business: Business
+    event: Event | None = None
+    """Adds the transaction's event (``outbox.add``, or the floor's plain row)."""
+    counted: bool = False
+    """Its business rows are flagged ``with_outbox``: the check expects an outbox row each."""
+
+
 async def write_round(
-    backlog: PgBacklog,
-    conns: list[asyncpg.Connection],
-    seconds: float,
-    outbox: PostgresOutbox | None,
-    label: str,
+    conns: list[asyncpg.Connection], seconds: float, label: str, variant: Variant
 ) -> int:
     """Transactions committed by all connections in ``seconds``."""
-    schema = backlog.settings.schema
-    business = f'INSERT INTO "{schema}".bench_orders (customer, amount, '
-    business += "with_outbox) VALUES ($1, $2, $3)"
-    order = f'INSERT INTO "{schema}".bench_order (customer, with_outbox) VALUES ($1, $2) '
-    order += "RETURNING id"
-    line = f'INSERT INTO "{schema}".bench_order_line (order_id, line_no, product, quantity, '
-    line += "price) VALUES ($1, $2, $3, $4, $5)"
-    stock = f'UPDATE "{schema}".bench_stock SET quantity = quantity - $2 WHERE product = $1'
-    plain = f'INSERT INTO "{schema}".bench_plain (id, aggregate_id, payload) VALUES ($1, $2, $3)'
-    realistic = label in ORDER_VARIANTS
     payload = {"note": os.urandom(480).hex()}  # ~1 KiB of JSON
-    with_outbox = outbox is not None
     deadline = time.perf_counter() + seconds
     async with progress(f"{SCENARIO}: {label}") as tracker:
 
@@ -76,25 +121,15 @@ async def write_round(
             while time.perf_counter() < deadline:
                 customer = aggregate_id(rng.randrange(AGGREGATES))
                 async with conn.transaction():
-                    if realistic:
-                        order_id = await conn.fetchval(order, customer, with_outbox)
-                        products = [rng.randrange(PRODUCTS) for _ in range(3)]
-                        lines = [(order_id, n, p, 1 + n, 100 * p) for n, p in enumerate(products)]
-                        await conn.executemany(line, lines)
-                        await conn.execute(stock, products[0], 1)
-                    else:
-                        await conn.execute(business, customer, rng.randrange(10_000), with_outbox)
-                    if outbox is not None or label == FLOOR:
+                    await variant.business(conn, rng, customer, variant.counted)
+                    if variant.event is not None:
                         message = Message.create(
                             aggregate_type="customer",
                             aggregate_id=customer,
                             event_type="OrderPlaced",
                             payload=payload,
                         )
-                        if outbox is None:
-                            await conn.execute(plain, message.id, customer, message.payload)
-                        else:
-                            await outbox.add(conn, message)
+                        await variant.event(conn, message)
                 tracker.add()
 
         async with anyio.create_task_group() as tg:
@@ -116,21 +151,20 @@ async def run(ctx: Context) -> None:
         await create_order_tables(backlog)
         conns = [await asyncpg.connect(ctx.servers.postgres) for _ in range(size.writers)]
         quiet = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
+        st, add = Statements(schema), backlog.outbox.add
         variants = {
-            "alone": None,
-            "with outbox": backlog.outbox,
-            "with outbox, no NOTIFY": quiet,
-            FLOOR: None,
-            "order tx alone": None,
-            "order tx with outbox": backlog.outbox,
+            "alone": Variant(st.insert),
+            "with outbox": Variant(st.insert, add, counted=True),
+            "with outbox, no NOTIFY": Variant(st.insert, quiet.add, counted=True),
+            FLOOR: Variant(st.insert, st.plain),
+            "order tx alone": Variant(st.order),
+            "order tx with outbox": Variant(st.order, add, counted=True),
         }
         totals = dict.fromkeys(variants, 0)
         try:
             for _ in range(size.write_rounds):
-                for label, outbox in variants.items():
-                    totals[label] += await write_round(
-                        backlog, conns, size.write_seconds, outbox, label
-                    )
+                for label, variant in variants.items():
+                    totals[label] += await write_round(conns, size.write_seconds, label, variant)
         finally:
             for conn in conns:
                 await conn.close()

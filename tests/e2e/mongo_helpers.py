@@ -1,5 +1,6 @@
-"""Helpers of the MongoDB → Kafka end-to-end tests: a probe for servers that lose concurrent
-updates of one document, and writers that record each document's commit order.
+"""Helpers of the MongoDB end-to-end tests: a probe for servers that lose concurrent updates
+of one document, writers that record each document's commit order, and the relay processes
+(``outboxkit relay --store mongodb``) on the test's database.
 
 Relay processes, the Kafka side and the verdict are shared with the other end-to-end tests:
 see ``relays``, ``kafka_broker`` and ``checks``; the scratch database is
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,9 +20,10 @@ from checks import committed_ids
 from outboxkit_mongodb import MongoOutbox
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from relays import RelayProcess, outboxkit_env
 from writers import order_changed, run_writers
 
-__all__ = ["MongoWriters", "loses_concurrent_updates"]
+__all__ = ["MongoWriters", "loses_concurrent_updates", "mongo_relays"]
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -118,3 +121,36 @@ class MongoWriters:
     @property
     def ids(self) -> set[str]:
         return committed_ids(self.committed)
+
+
+def mongo_relays(
+    count: int, folder: Path, mongodb_url: str, database: str, publisher: str, **settings: object
+) -> list[RelayProcess]:
+    """``count`` relay processes (not started) on the ``orders`` collection of ``database``,
+    publishing to ``publisher`` with ``settings`` (``OUTBOXKIT_*``, as a deployment would set
+    them), running and logging in ``folder`` (no ``outboxkit.toml`` there: the environment is
+    all they read)."""
+    env = outboxkit_env(
+        store="mongodb",
+        publisher=publisher,
+        log_level="info",
+        poll_interval="0.25",
+        drain_timeout="10",
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+        mongodb_collections="orders",
+        mongodb_poll_interval="0.25",
+        **settings,
+    )
+    return [
+        RelayProcess(
+            f"relay-{i}",
+            env,
+            folder,
+            store="mongodb",
+            publisher=publisher,
+            cwd=folder,
+            log_level=None,
+        )
+        for i in range(count)
+    ]

@@ -21,9 +21,9 @@ import anyio
 import pytest
 from checks import Delivery, verdict
 from kafka_broker import TopicReader, kafka_topic
-from mongo_helpers import MongoWriters, loses_concurrent_updates
+from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
-from relays import RelayProcess, outboxkit_env
+from relays import RelayProcess
 from server_clients import mongo_database
 
 from outboxkit.sharding import shard_of
@@ -108,35 +108,18 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
             serialize_per_document=lossy,
         )
         await writers.create_documents()
-        env = outboxkit_env(
-            store="mongodb",
-            publisher="kafka",
-            log_level="info",
+        relays = mongo_relays(
+            RELAYS,
+            tmp_path,
+            mongodb_url,
+            db.name,
+            "kafka",
             lease_ttl=LEASE_TTL,
             batch_size=BATCH,
-            poll_interval="0.25",
-            drain_timeout="10",
             backoff_initial="0.1",
             backoff_max="1",
-            mongodb_url=mongodb_url,
-            mongodb_database=db.name,
-            mongodb_collections="orders",
-            mongodb_poll_interval="0.25",
             kafka_bootstrap_servers=kafka_bootstrap,
         )
-        # Run from tmp_path, where no outboxkit.toml is: the environment is all they read.
-        relays = [
-            RelayProcess(
-                f"relay-{i}",
-                env,
-                tmp_path,
-                store="mongodb",
-                publisher="kafka",
-                cwd=tmp_path,
-                log_level=None,
-            )
-            for i in range(RELAYS)
-        ]
         reader = TopicReader(kafka_bootstrap, topic)
         victim: RelayProcess | None = None
         codes: dict[str, int | None] = {}

@@ -17,10 +17,9 @@ import anyio
 import nats
 import pytest
 from checks import verdict
-from mongo_helpers import MongoWriters, loses_concurrent_updates
+from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays
 from nats_stream import nats_support, read_deliveries
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
-from relays import RelayProcess, outboxkit_env
 from server_clients import mongo_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -59,18 +58,17 @@ async def test_mongodb_to_nats_survives_a_kill_exactly_once_in_order(
                 serialize_per_document=lossy,
             )
             await writers.create_documents()
-            relays = [
-                RelayProcess(
-                    f"relay-{i}",
-                    relay_env(mongodb_url, db.name, nats_url, stream.name),
-                    tmp_path,
-                    store="mongodb",
-                    publisher="nats",
-                    cwd=tmp_path,
-                    log_level=None,
-                )
-                for i in range(RELAYS)
-            ]
+            relays = mongo_relays(
+                RELAYS,
+                tmp_path,
+                mongodb_url,
+                db.name,
+                "nats",
+                lease_ttl=LEASE_TTL,
+                batch_size=BATCH,
+                nats_servers=nats_url,
+                nats_stream=stream.name,
+            )
             try:
                 if lossy:
                     await writers.run(MESSAGES, 4, (2, 6))
@@ -109,22 +107,3 @@ async def test_mongodb_to_nats_survives_a_kill_exactly_once_in_order(
 async def stored(js: Any, stream: str) -> int:
     info = await js.stream_info(stream)
     return int(info.state.messages)
-
-
-def relay_env(mongodb_url: str, database: str, nats_url: str, stream: str) -> dict[str, str]:
-    """The relays' settings, through ``OUTBOXKIT_*`` variables (as a deployment would)."""
-    return outboxkit_env(
-        store="mongodb",
-        publisher="nats",
-        log_level="info",
-        lease_ttl=LEASE_TTL,
-        batch_size=BATCH,
-        poll_interval="0.25",
-        drain_timeout="10",
-        mongodb_url=mongodb_url,
-        mongodb_database=database,
-        mongodb_collections="orders",
-        mongodb_poll_interval="0.25",
-        nats_servers=nats_url,
-        nats_stream=stream,
-    )

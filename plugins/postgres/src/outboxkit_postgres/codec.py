@@ -18,39 +18,29 @@ _headers_decoder = msgspec.json.Decoder(dict[str, str])
 _headers_encoder = msgspec.json.Encoder()
 
 
+def _columns(m: Message) -> tuple[Any, ...]:
+    """The column values of one message, in the order of the ``add`` parameters."""
+    return (
+        aggregate_hash(m.aggregate_id),
+        m.id,
+        m.aggregate_type,
+        m.aggregate_id,
+        m.event_type,
+        m.topic,
+        m.key,
+        _headers_encoder.encode(m.headers).decode(),
+        m.payload,
+        m.content_type,
+        m.created_at,
+    )
+
+
 def writer_arguments(messages: Sequence[Message], notify: bool) -> tuple[Any, ...]:
     """The arguments of the ``add`` query: for one message its column values (``add_one``),
     for several the column arrays passed to the ``<table>_add`` function, in message order."""
     if len(messages) == 1:  # the common ``add``: scalars for the ``add_one`` statement
-        m = messages[0]
-        return (
-            aggregate_hash(m.aggregate_id),
-            m.id,
-            m.aggregate_type,
-            m.aggregate_id,
-            m.event_type,
-            m.topic,
-            m.key,
-            _headers_encoder.encode(m.headers).decode(),
-            m.payload,
-            m.content_type,
-            m.created_at,
-            notify,
-        )
-    return (
-        [aggregate_hash(m.aggregate_id) for m in messages],
-        [m.id for m in messages],
-        [m.aggregate_type for m in messages],
-        [m.aggregate_id for m in messages],
-        [m.event_type for m in messages],
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [_headers_encoder.encode(m.headers).decode() for m in messages],
-        [m.payload for m in messages],
-        [m.content_type for m in messages],
-        [m.created_at for m in messages],
-        notify,
-    )
+        return (*_columns(messages[0]), notify)
+    return (*(list(column) for column in zip(*map(_columns, messages), strict=True)), notify)
 
 
 _TEMPLATE = Message(aggregate_type="-", aggregate_id="-", event_type="-")

@@ -40,6 +40,10 @@ class OutboxNames:
         return sql
 
 
+FRAGMENTS = ("fence", "held_leases")
+"""Sections of ``queries.sql`` pasted into the queries that name them, not queries."""
+
+
 @cache
 def query_texts() -> dict[str, str]:
     """The named queries of ``sql/queries.sql`` (``-- name: x`` sections), unrendered."""
@@ -48,5 +52,9 @@ def query_texts() -> dict[str, str]:
     for chunk in text.split("-- name: ")[1:]:
         name, _, body = chunk.partition("\n")
         queries[name.strip()] = body.strip()
-    fence = queries.pop("fence")
-    return {name: body.replace("{{fence}}", fence) for name, body in queries.items()}
+    fragments = {name: queries.pop(name) for name in FRAGMENTS}
+    for name, body in queries.items():
+        for fragment, text in fragments.items():
+            body = body.replace("{{" + fragment + "}}", text)
+        queries[name] = body
+    return queries

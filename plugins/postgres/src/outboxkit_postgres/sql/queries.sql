@@ -1,11 +1,25 @@
 -- Queries of the pg store. Each starts with "-- name: <name>". Tokens {{...}} as in migrations.
--- {{fence}} is the lease check CTE shared by the fenced statements ($1 shard, $2 owner, $3 token).
+-- Fragments, pasted where a query names them:
+-- {{fence}} is the lease check CTE shared by the fenced statements ($1 shard, $2 owner, $3 token);
+-- {{held_leases}} locks the lease rows ($1 shards, $2 owners, $3 tokens) still held, in shard
+-- order, for the statements that lock several (`renew`, `ack_shards`): one order, no deadlock.
 
 -- name: fence
 held AS (
     SELECT shard FROM {{schema}}.{{table}}_leases
     WHERE shard = $1 AND owner = $2 AND token = $3 AND expires_at > now()
     FOR UPDATE
+)
+
+-- name: held_leases
+held AS (
+    SELECT l.shard
+    FROM {{schema}}.{{table}}_leases AS l
+    JOIN unnest($1::integer[], $2::text[], $3::bigint[]) AS f(shard, owner, token)
+      ON l.shard = f.shard AND l.owner = f.owner AND l.token = f.token
+    WHERE l.expires_at > now()
+    ORDER BY l.shard
+    FOR UPDATE OF l
 )
 
 -- name: schema_version
@@ -55,19 +69,10 @@ gone AS (
 SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM gone) AS changed
 
 -- name: ack_shards
--- The acks of several shards in one statement: the lease rows ($1 shard, $2 owner, $3
--- token) still held are locked in shard order (as `renew` locks them, so the two never
--- deadlock), then the messages ($4 shard, $5 seq) of those shards are deleted. Returns the
+-- The acks of several shards in one statement: the leases still held are locked (in shard
+-- order), then the messages ($4 shard, $5 seq) of those shards are deleted. Returns the
 -- shards whose lease was held.
-WITH held AS (
-    SELECT l.shard
-    FROM {{schema}}.{{table}}_leases AS l
-    JOIN unnest($1::integer[], $2::text[], $3::bigint[]) AS f(shard, owner, token)
-      ON l.shard = f.shard AND l.owner = f.owner AND l.token = f.token
-    WHERE l.expires_at > now()
-    ORDER BY l.shard
-    FOR UPDATE OF l
-),
+WITH {{held_leases}},
 gone AS (
     DELETE FROM {{schema}}.{{table}} AS o
     USING unnest($4::integer[], $5::bigint[]) AS a(shard, seq)
@@ -119,20 +124,11 @@ WHERE l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= now()
 RETURNING l.token
 
 -- name: renew
--- Locks the lease rows in shard order first, as `ack_shards` does (no deadlock between them).
-WITH mine AS (
-    SELECT l.shard
-    FROM {{schema}}.{{table}}_leases AS l
-    JOIN unnest($1::integer[], $2::text[], $3::bigint[]) AS x(shard, owner, token)
-      ON l.shard = x.shard AND l.owner = x.owner AND l.token = x.token
-    WHERE l.expires_at > now()
-    ORDER BY l.shard
-    FOR UPDATE OF l
-)
+WITH {{held_leases}}
 UPDATE {{schema}}.{{table}}_leases AS l
 SET expires_at = now() + make_interval(secs => $4)
-FROM mine
-WHERE l.shard = mine.shard
+FROM held
+WHERE l.shard = held.shard
 RETURNING l.shard, l.owner, l.token
 
 -- name: release
