@@ -53,6 +53,7 @@ def _latency_table(results: RunResults) -> list[str]:
         "p99 ms",
         "max ms",
         "CPU us/msg",
+        "Machine busy",
     )
     return _table(
         header,
@@ -68,6 +69,7 @@ def _latency_table(results: RunResults) -> list[str]:
                 _num(x.p99),
                 _num(x.max),
                 ", ".join(f"{name} {us:,.0f}" for name, us in x.cpu_us.items()),
+                "" if x.machine_busy is None else f"{x.machine_busy:.0%}",
             )
             for x in results.latencies
         ),

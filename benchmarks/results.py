@@ -61,7 +61,9 @@ class Latency(msgspec.Struct, kw_only=True):
     p99: float
     max: float
     cpu_us: dict[str, float] = msgspec.field(default_factory=dict)
-    """CPU time per message of each process (``relay``, ``writer``), microseconds."""
+    """CPU time per message of each process (``relay``, ``writer``) and server, microseconds."""
+    machine_busy: float | None = None
+    """Share (0..1) of the machine's CPU time that was busy while the writer ran."""
 
 
 class RunResults(msgspec.Struct, kw_only=True):

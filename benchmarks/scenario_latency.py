@@ -16,9 +16,11 @@ hand-written relay that does the least any LISTEN/NOTIFY relay can (one ``DELETE
 RETURNING`` and one produce request per wake-up, at most once), the floor of this machine.
 
 All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
-(``time.process_time``) per message are reported next to the percentiles. Run once with
-LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the relay's default
-``poll_interval``).
+(``time.process_time``) per message are reported next to the percentiles, with the CPU time
+of the servers and of the consumer and the machine's busy share while the writer ran
+(``benchmarks.cpu_load``): on a small machine the latency is mostly waiting for a core.
+Run once with LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the
+relay's default ``poll_interval``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from anyio.abc import Process
 
 from benchmarks.consumers import Consume
 from benchmarks.context import Context
+from benchmarks.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
 from benchmarks.pg_backlog import pg_backlog
 from benchmarks.progress import Progress, progress, say, wait_until
 from benchmarks.results import Bar, Latency, Measure
@@ -192,8 +195,11 @@ async def measure(
                     await relay.expect(b"owned", 30)
                     label = f"{SCENARIO} {step}: received"
                     async with progress(label, total) as probe.tracker:
+                        before = CpuSample()
                         await writer.send(b"go\n")
-                        await writer.expect(b"done", ctx.size.load_seconds * 4 + 60)
+                        await writer.expect(b"written", ctx.size.load_seconds * 4 + 60)
+                        after = CpuSample()
+                        await writer.expect(b"done", 60)
                         await writer.process.wait()
                         writes = msgspec.json.decode(writes_file.read_bytes())
                         for message_id, _aggregate, _seq, committed in writes["committed"]:
@@ -210,16 +216,20 @@ async def measure(
             ctx.results.profile_latency = msgspec.json.decode(shares.read_bytes())
     acked: dict[str, float] = acks.get("acked", {})
     achieved = float(writes["achieved"])
-    cpu_us = {
-        "relay": float(acks.get("cpu_s", 0.0)) * 1e6 / total,
-        "writer": float(writes["cpu_s"]) * 1e6 / total,
-    }
+    used = {"relay": float(acks.get("cpu_s", 0.0)), "writer": float(writes["cpu_s"])}
+    used |= role_seconds(before, after)
+    busy = busy_seconds(before, after)
+    if busy is not None:  # kernel work, short-lived processes (autovacuum workers), the rest
+        used["other"] = max(0.0, busy - sum(used.values()))
+    per_message = {role: seconds * 1e6 / total for role, seconds in used.items()}
+    cpu_us = {role: us for role, us in per_message.items() if us >= 1}  # idle servers left out
     ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
     summaries = []
     for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
         samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
         summary = latency_summary(step, kind, rate, achieved, samples)
         summary.cpu_us = cpu_us
+        summary.machine_busy = busy_share(before, after)
         ctx.results.latencies.append(summary)
         summaries.append(summary)
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")

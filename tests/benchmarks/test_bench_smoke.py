@@ -38,6 +38,9 @@ def test_bench_smoke(
     assert {"1 throughput", "2 write path", "4 backlog", "5 relay scaling"} <= scenarios
     assert {x["kind"] for x in results["latencies"]} == {"commit->ack", "commit->receive"}
     assert any("floor" in x["step"] for x in results["latencies"]), "the latency floor did not run"
+    for x in results["latencies"]:  # the machine's load, read from /proc while the writer ran
+        assert 0 < x["machine_busy"] <= 1, x
+        assert {"relay", "writer", "postgres", "kafka", "consumer"} <= set(x["cpu_us"]), x
     write_steps = [m["step"] for m in results["measures"] if m["scenario"] == "2 write path"]
     assert any(step.startswith("insert + outbox.add") for step in write_steps), write_steps
     assert any(step.startswith("order + 3 lines") for step in write_steps), write_steps
