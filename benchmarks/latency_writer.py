@@ -6,8 +6,12 @@ arrives on stdin. It then starts one single-message transaction (``PostgresOutbo
 every ``1/rate`` seconds whatever the previous ones are doing (open loop), at most one at a
 time per aggregate so that sequence order is commit order. The commit time of each message
 is the wall clock (``time.time``) read right after its ``COMMIT`` returned, before the
-connection goes back to the pool. At the end it writes ``{"achieved": tx/s, "committed":
-[[id, aggregate_id, seq, time], ...], "cpu_s": CPU seconds}`` to ``--out``.
+connection goes back to the pool. The first ``--warmup`` seconds warm the path up (new
+connections, prepared statements, the broker's first batches); their messages are marked
+and left out of the percentiles, and it prints ``measuring`` when the measured part starts.
+At the end it writes ``{"achieved": tx/s, "committed": [[id, aggregate_id, seq, time,
+measured], ...], "cpu_s": CPU seconds}`` to ``--out`` (rate and CPU time of the measured
+part).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ async def write(args: argparse.Namespace) -> None:
     payload = b"x" * args.payload_bytes
     locks: defaultdict[int, anyio.Lock] = defaultdict(anyio.Lock)
     seqs: defaultdict[int, int] = defaultdict(int)
-    committed: list[tuple[str, str, int, float]] = []
-    total = int(args.rate * args.seconds)
+    committed: list[tuple[str, str, int, float, bool]] = []
+    warm = int(args.rate * args.warmup)
+    total = warm + int(args.rate * args.seconds)
 
     async def one(index: int) -> None:
         aggregate = index % args.aggregates
@@ -46,18 +51,22 @@ async def write(args: argparse.Namespace) -> None:
                 async with conn.transaction():
                     await outbox.add(conn, message)
                 now = time.time()
-            committed.append((str(message.id), message.aggregate_id, seq, now))
+            committed.append((str(message.id), message.aggregate_id, seq, now, index >= warm))
 
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.readline)
-    started, cpu = time.perf_counter(), time.process_time()
+    begun = time.perf_counter()
+    started, cpu = begun, time.process_time()
     async with anyio.create_task_group() as tg:
         for index in range(total):
-            delay = started + index / args.rate - time.perf_counter()
+            delay = begun + index / args.rate - time.perf_counter()
             if delay > 0:
                 await anyio.sleep(delay)
+            if index == warm:
+                started, cpu = time.perf_counter(), time.process_time()
+                print("measuring", flush=True)
             tg.start_soon(one, index)
-    achieved = total / (time.perf_counter() - started)
+    achieved = (total - warm) / (time.perf_counter() - started)
     used = time.process_time() - cpu
     print("written", flush=True)  # before closing: the scenario reads the backends' CPU time
     await pool.close()
@@ -72,6 +81,7 @@ def main() -> None:
         parser.add_argument(name, required=True)
     parser.add_argument("--rate", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--warmup", type=float, default=0.0)
     parser.add_argument("--aggregates", type=int, default=1_000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--payload-bytes", type=int, default=1024)

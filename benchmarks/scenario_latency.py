@@ -4,16 +4,21 @@ Three processes, so that the relay's process runs the relay and nothing else:
 
 - the writer (``python -m benchmarks.latency_writer``) starts one single-message transaction
   every ``1/rate`` seconds whatever the previous ones are doing (open loop) and notes each
-  message's commit time (wall clock, right after ``COMMIT`` returned);
+  message's commit time (wall clock, right after ``COMMIT`` returned). It first runs
+  ``warmup_seconds`` at the same load: those messages are checked like the others but left
+  out of the percentiles and the CPU figures (new connections, first prepared statements);
 - the relay (``python -m benchmarks.relay_process --acks``) wraps its Kafka publisher to note
   when the publish call that delivered each message returned, i.e. all its records were
   acknowledged by the broker (``acks=all``) -- commit -> ack;
 - this process runs a Kafka consumer that matches deliveries by the ``outboxkit-id`` header
   and notes their receive time -- commit -> receive.
 
-At the bar's load it runs once more with ``benchmarks.latency_floor`` in place of the relay: a
+At the bar's load it also runs with ``benchmarks.latency_floor`` in place of the relay: a
 hand-written relay that does the least any LISTEN/NOTIFY relay can (one ``DELETE ...
 RETURNING`` and one produce request per wake-up, at most once), the floor of this machine.
+With ``latency_rounds`` > 1 (``full``) outboxkit and the floor alternate that many rounds,
+and the bars and the floor ratios read percentiles over all rounds' messages: on a small
+machine one run's percentiles swing several-fold from run to run.
 
 All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
 (``time.process_time``) per message are reported next to the percentiles, with the CPU time
@@ -28,7 +33,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import anyio
@@ -134,24 +141,25 @@ async def measure(
     *,
     profile: bool = False,
     floor: bool = False,
-) -> Latency:
-    """One offered load, one wake-up mode; returns the commit -> ack summary. Extra runs,
-    never held against a bar:
-    ``profile``, the relay under pyinstrument; ``floor``, the hand-written minimal relay of
-    ``benchmarks.latency_floor`` in place of outboxkit's."""
-    mode = "notify" if notify else "polling"
-    step = f"{rate:,} msg/s, {mode}" + (" (profiled)" if profile else "")
-    step += ", floor: hand-written minimal relay" if floor else ""
+    round_no: int = 0,
+) -> Run:
+    """One offered load, one wake-up mode; returns the commit -> ack summary and samples.
+    Extra runs, never held against a bar: ``profile``, the relay under pyinstrument;
+    ``floor``, the hand-written minimal relay of ``benchmarks.latency_floor`` in place of
+    outboxkit's. ``round_no`` (from 1) names one of several rounds of the same step."""
+    step = step_name(rate, notify, floor=floor) + (" (profiled)" if profile else "")
+    step += f" (round {round_no})" if round_no else ""
     profile_to = ctx.out / f"profile_latency_{rate}"
     profiling = ("--profile", str(profile_to)) if profile else ()
     probe = Probe()
     total = int(rate * ctx.size.load_seconds)
+    warm = int(rate * ctx.size.warmup_seconds)
     flag = "--notify" if notify else "--no-notify"
     servers = ctx.servers
     with tempfile.TemporaryDirectory(prefix="outboxkit-latency-") as tmp:
         acks_file, writes_file = Path(tmp) / "acks.json", Path(tmp) / "writes.json"
         async with (
-            broker.destination(f"lat_{rate}_{mode}") as topic,
+            broker.destination(f"lat_{rate}_{'notify' if notify else 'polling'}") as topic,
             pg_backlog(
                 servers.postgres, unique("lat"), ctx.size.shard_count, notify=notify, pool_size=1
             ) as backlog,
@@ -180,13 +188,14 @@ async def measure(
                     "benchmarks.latency_writer",
                     *("--dsn", servers.postgres, "--schema", schema, "--topic", topic),
                     *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds), flag),
+                    *("--warmup", str(ctx.size.warmup_seconds)),
                     *("--aggregates", str(AGGREGATES), "--connections", str(WRITE_CONNECTIONS)),
                     *("--out", str(writes_file)),
                 )
                 consume = Consume(
                     probe.tally,
                     done=lambda: not probe.writing and probe.tally.complete(),
-                    idle=15.0 + ctx.size.load_seconds,
+                    idle=15.0 + ctx.size.warmup_seconds + ctx.size.load_seconds,
                     on_first=probe.on_first,
                 )
                 async with anyio.create_task_group() as tg:
@@ -194,16 +203,20 @@ async def measure(
                     await relay.send(b"go\n")
                     await relay.expect(b"owned", 30)
                     label = f"{SCENARIO} {step}: received"
-                    async with progress(label, total) as probe.tracker:
-                        before = CpuSample()
+                    async with progress(label, warm + total) as probe.tracker:
                         await writer.send(b"go\n")
+                        await writer.expect(b"measuring", ctx.size.warmup_seconds * 4 + 60)
+                        before = CpuSample()
                         await writer.expect(b"written", ctx.size.load_seconds * 4 + 60)
                         after = CpuSample()
                         await writer.expect(b"done", 60)
                         await writer.process.wait()
                         writes = msgspec.json.decode(writes_file.read_bytes())
-                        for message_id, _aggregate, _seq, committed in writes["committed"]:
-                            probe.committed[message_id] = committed
+                        for message_id, _aggregate, _seq, committed, measured in writes[
+                            "committed"
+                        ]:
+                            if measured:  # warm-up messages count for correctness only
+                                probe.committed[message_id] = committed
                             probe.tally.expected.add(message_id)
                         probe.writing = False
                         await wait_until(probe.tally.complete, 30)
@@ -216,24 +229,71 @@ async def measure(
             ctx.results.profile_latency = msgspec.json.decode(shares.read_bytes())
     acked: dict[str, float] = acks.get("acked", {})
     achieved = float(writes["achieved"])
-    used = {"relay": float(acks.get("cpu_s", 0.0)), "writer": float(writes["cpu_s"])}
-    used |= role_seconds(before, after)
-    busy = busy_seconds(before, after)
-    if busy is not None:  # kernel work, short-lived processes (autovacuum workers), the rest
-        used["other"] = max(0.0, busy - sum(used.values()))
-    per_message = {role: seconds * 1e6 / total for role, seconds in used.items()}
-    cpu_us = {role: us for role, us in per_message.items() if us >= 1}  # idle servers left out
+    cpu_us = cpu_per_message(acks, writes, before, after, warm, total)
     ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
-    summaries = []
+    runs = []
     for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
         samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
         summary = latency_summary(step, kind, rate, achieved, samples)
         summary.cpu_us = cpu_us
         summary.machine_busy = busy_share(before, after)
         ctx.results.latencies.append(summary)
-        summaries.append(summary)
+        runs.append(Run(summary, samples))
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
-    return summaries[0]
+    return runs[0]
+
+
+@dataclass(frozen=True)
+class Run:
+    """The commit -> ack summary of one run, and its samples (seconds)."""
+
+    summary: Latency
+    samples: list[float]
+
+
+def step_name(rate: int, notify: bool, *, floor: bool = False) -> str:
+    """The step of a load and wake-up mode (``floor``: run with the hand-written relay)."""
+    mode = "notify" if notify else "polling"
+    return f"{rate:,} msg/s, {mode}" + (", floor: hand-written minimal relay" if floor else "")
+
+
+def pooled(ctx: Context, runs: list[Run], step: str) -> Latency:
+    """One summary over the samples of several rounds (added to the latency table)."""
+    if len(runs) == 1:
+        return runs[0].summary
+    first, summaries = runs[0].summary, [run.summary for run in runs]
+    samples = [sample for run in runs for sample in run.samples]
+    step = f"{step}, {len(runs)} rounds"
+    achieved = mean(x.achieved for x in summaries)
+    summary = latency_summary(step, first.kind, first.offered, achieved, samples)
+    roles = {role: None for x in summaries for role in x.cpu_us}
+    summary.cpu_us = {role: mean(x.cpu_us.get(role, 0.0) for x in summaries) for role in roles}
+    busy = [x.machine_busy for x in summaries if x.machine_busy is not None]
+    summary.machine_busy = mean(busy) if busy else None
+    ctx.results.latencies.append(summary)
+    return summary
+
+
+def cpu_per_message(
+    acks: dict[str, Any],
+    writes: dict[str, Any],
+    before: CpuSample,
+    after: CpuSample,
+    warm: int,
+    total: int,
+) -> dict[str, float]:
+    """CPU microseconds per message of each role. The relay's own count covers the whole run
+    (warm-up included), the rest the measured part; ``other`` is what the machine was busy
+    with beyond the roles: kernel work, short-lived processes (autovacuum workers)."""
+    us = {
+        "relay": float(acks.get("cpu_s", 0.0)) * 1e6 / (warm + total),
+        "writer": float(writes["cpu_s"]) * 1e6 / total,
+    }
+    us |= {role: seconds * 1e6 / total for role, seconds in role_seconds(before, after).items()}
+    busy = busy_seconds(before, after)
+    if busy is not None:
+        us["other"] = max(0.0, busy * 1e6 / total - sum(us.values()))
+    return {role: value for role, value in us.items() if value >= 1}  # idle servers left out
 
 
 def commit_to_ack(summary: Latency, name: str, suffix: str = "", **extra: Any) -> Measure:
@@ -283,17 +343,30 @@ def over_floor(ours: Latency, floor: Latency) -> list[Measure]:
 
 async def run(ctx: Context) -> None:
     broker = ctx.broker("kafka")
-    notified: dict[int, Latency] = {}
-    for notify in (True, False):
-        for rate in ctx.size.loads:
-            summary = await measure(ctx, broker, rate, notify)
-            if notify:
-                notified[rate] = summary
-    if BAR_LOAD in notified:
-        ctx.results.measures += bars(notified[BAR_LOAD])
     # the bar's load (the smoke run's highest, so that CI runs the floor too)
     floor_load = BAR_LOAD if BAR_LOAD in ctx.size.loads else max(ctx.size.loads)
-    floor = await measure(ctx, broker, floor_load, True, floor=True)
-    ctx.results.measures += over_floor(notified[floor_load], floor)
+    rounds = ctx.size.latency_rounds
+    numbered = 1 if rounds > 1 else 0
+    ours: list[Run] = []
+    for notify in (True, False):
+        for rate in ctx.size.loads:
+            at_floor_load = notify and rate == floor_load
+            run_ = await measure(ctx, broker, rate, notify, round_no=numbered * at_floor_load)
+            if at_floor_load:
+                ours.append(run_)
+    # at that load, rounds alternate with the floor: this machine's latency swings from run
+    # to run, and percentiles over all rounds' messages hold less of one run's luck
+    floors: list[Run] = []
+    for n in range(1, rounds + 1):
+        floors.append(
+            await measure(ctx, broker, floor_load, True, floor=True, round_no=numbered * n)
+        )
+        if n < rounds:
+            ours.append(await measure(ctx, broker, floor_load, True, round_no=n + 1))
+    summary = pooled(ctx, ours, step_name(floor_load, True))
+    if BAR_LOAD in ctx.size.loads:
+        ctx.results.measures += bars(summary)
+    floor = pooled(ctx, floors, step_name(floor_load, True, floor=True))
+    ctx.results.measures += over_floor(summary, floor)
     if ctx.profile and BAR_LOAD in ctx.size.loads:
         await measure(ctx, broker, BAR_LOAD, True, profile=True)

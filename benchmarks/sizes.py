@@ -23,6 +23,8 @@ class Size:
     loads: tuple[int, ...]
     """Offered loads (messages/s) of the latency scenario."""
     load_seconds: float
+    """Measured seconds of each latency run, after ``warmup_seconds`` at the same load."""
+    warmup_seconds: float
     backlogs: tuple[int, ...]
     """Pending rows of the backlog-scaling scenario."""
     claims: int
@@ -32,6 +34,8 @@ class Size:
     """Backlog of mongodb -> kafka (FerretDB, the local MongoDB-wire server, is far slower)."""
     shard_count: int = 64
     throughput_rounds: int = 1
+    latency_rounds: int = 1
+    """Rounds of outboxkit and of the floor, alternating, at the latency bar's load."""
     """Alternating raw / relay rounds of the pg pipelines of scenario 1 (rates over all)."""
     batch_size: int = 500
 
@@ -47,6 +51,7 @@ SIZES: dict[str, Size] = {
         writers=8,
         loads=(100,),
         load_seconds=2.0,
+        warmup_seconds=0.5,
         backlogs=(1_000, 5_000),
         claims=10,
         relay_counts=(1, 2),
@@ -62,6 +67,7 @@ SIZES: dict[str, Size] = {
         writers=8,
         loads=(100, 1_000),
         load_seconds=5.0,
+        warmup_seconds=1.0,
         backlogs=(1_000, 100_000),
         claims=20,
         relay_counts=(1, 2),
@@ -75,9 +81,11 @@ SIZES: dict[str, Size] = {
         write_seconds=10.0,
         write_rounds=3,
         throughput_rounds=2,
+        latency_rounds=3,
         writers=8,
         loads=(100, 1_000, 5_000),
         load_seconds=10.0,
+        warmup_seconds=2.0,
         backlogs=(1_000, 100_000, 1_000_000),
         claims=50,
         relay_counts=(1, 2, 4),
