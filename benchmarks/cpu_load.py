@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 __all__ = ["CpuSample", "busy_seconds", "busy_share", "role_seconds"]
@@ -20,6 +21,7 @@ ROLES = {"postgres": "postgres", "java": "kafka", "nats-server": "nats", "ferret
 """Process names (``comm``) of the servers, and the role each is reported as."""
 
 
+@cache
 def _ticks() -> float:
     return float(os.sysconf("SC_CLK_TCK"))
 

@@ -159,7 +159,7 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="outboxkit-latency-") as tmp:
         acks_file, writes_file = Path(tmp) / "acks.json", Path(tmp) / "writes.json"
         async with (
-            broker.destination(f"lat_{rate}_{'notify' if notify else 'polling'}") as topic,
+            broker.destination(f"lat_{rate}_{wake_mode(notify)}") as topic,
             pg_backlog(
                 servers.postgres, unique("lat"), ctx.size.shard_count, notify=notify, pool_size=1
             ) as backlog,
@@ -231,12 +231,13 @@ async def measure(
     achieved = float(writes["achieved"])
     cpu_us = cpu_per_message(acks, writes, before, after, warm, total)
     ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
+    busy = busy_share(before, after)
     runs = []
     for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
         samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
         summary = latency_summary(step, kind, rate, achieved, samples)
         summary.cpu_us = cpu_us
-        summary.machine_busy = busy_share(before, after)
+        summary.machine_busy = busy
         ctx.results.latencies.append(summary)
         runs.append(Run(summary, samples))
         say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
@@ -251,10 +252,14 @@ class Run:
     samples: list[float]
 
 
+def wake_mode(notify: bool) -> str:
+    return "notify" if notify else "polling"
+
+
 def step_name(rate: int, notify: bool, *, floor: bool = False) -> str:
     """The step of a load and wake-up mode (``floor``: run with the hand-written relay)."""
-    mode = "notify" if notify else "polling"
-    return f"{rate:,} msg/s, {mode}" + (", floor: hand-written minimal relay" if floor else "")
+    floor_text = ", floor: hand-written minimal relay" if floor else ""
+    return f"{rate:,} msg/s, {wake_mode(notify)}{floor_text}"
 
 
 def pooled(ctx: Context, runs: list[Run], step: str) -> Latency:
@@ -266,7 +271,7 @@ def pooled(ctx: Context, runs: list[Run], step: str) -> Latency:
     step = f"{step}, {len(runs)} rounds"
     achieved = mean(x.achieved for x in summaries)
     summary = latency_summary(step, first.kind, first.offered, achieved, samples)
-    roles = {role: None for x in summaries for role in x.cpu_us}
+    roles = dict.fromkeys(role for x in summaries for role in x.cpu_us)
     summary.cpu_us = {role: mean(x.cpu_us.get(role, 0.0) for x in summaries) for role in roles}
     busy = [x.machine_busy for x in summaries if x.machine_busy is not None]
     summary.machine_busy = mean(busy) if busy else None
@@ -346,20 +351,25 @@ async def run(ctx: Context) -> None:
     # the bar's load (the smoke run's highest, so that CI runs the floor too)
     floor_load = BAR_LOAD if BAR_LOAD in ctx.size.loads else max(ctx.size.loads)
     rounds = ctx.size.latency_rounds
-    numbered = 1 if rounds > 1 else 0
+
+    def round_no(n: int) -> int:  # rounds are numbered only when there are several
+        return n if rounds > 1 else 0
+
     ours: list[Run] = []
     for notify in (True, False):
         for rate in ctx.size.loads:
             at_floor_load = notify and rate == floor_load
-            run_ = await measure(ctx, broker, rate, notify, round_no=numbered * at_floor_load)
+            one = await measure(
+                ctx, broker, rate, notify, round_no=round_no(1) if at_floor_load else 0
+            )
             if at_floor_load:
-                ours.append(run_)
+                ours.append(one)
     # at that load, rounds alternate with the floor: this machine's latency swings from run
     # to run, and percentiles over all rounds' messages hold less of one run's luck
     floors: list[Run] = []
     for n in range(1, rounds + 1):
         floors.append(
-            await measure(ctx, broker, floor_load, True, floor=True, round_no=numbered * n)
+            await measure(ctx, broker, floor_load, True, floor=True, round_no=round_no(n))
         )
         if n < rounds:
             ours.append(await measure(ctx, broker, floor_load, True, round_no=n + 1))

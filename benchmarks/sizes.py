@@ -34,9 +34,9 @@ class Size:
     """Backlog of mongodb -> kafka (FerretDB, the local MongoDB-wire server, is far slower)."""
     shard_count: int = 64
     throughput_rounds: int = 1
+    """Alternating raw / relay rounds of the pg pipelines of scenario 1 (rates over all)."""
     latency_rounds: int = 1
     """Rounds of outboxkit and of the floor, alternating, at the latency bar's load."""
-    """Alternating raw / relay rounds of the pg pipelines of scenario 1 (rates over all)."""
     batch_size: int = 500
 
 

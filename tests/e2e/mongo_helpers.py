@@ -23,7 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from relays import RelayProcess, outboxkit_env
 from writers import order_changed, run_writers
 
-__all__ = ["MongoWriters", "loses_concurrent_updates", "mongo_relays"]
+__all__ = ["MongoWriters", "loses_concurrent_updates", "mongo_relays", "order_writers"]
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -121,6 +121,23 @@ class MongoWriters:
     @property
     def ids(self) -> set[str]:
         return committed_ids(self.committed)
+
+
+async def order_writers(
+    db: Db, shard_count: int, destination: str, documents: int, *, serialize: bool
+) -> MongoWriters:
+    """Writers over ``documents`` documents of the ``orders`` collection (created here),
+    ``order-00``, ``order-01``, ...; ``serialize``: one write at a time per document."""
+    writers = MongoWriters(
+        db,
+        MongoOutbox(shard_count=shard_count),
+        "orders",
+        destination,
+        [f"order-{i:02d}" for i in range(documents)],
+        serialize_per_document=serialize,
+    )
+    await writers.create_documents()
+    return writers
 
 
 def mongo_relays(

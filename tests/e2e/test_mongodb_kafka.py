@@ -21,8 +21,8 @@ import anyio
 import pytest
 from checks import Delivery, verdict
 from kafka_broker import TopicReader, kafka_topic
-from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays
-from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays, order_writers
+from outboxkit_mongodb import MongoSettings, MongoStore
 from relays import RelayProcess
 from server_clients import mongo_database
 
@@ -99,15 +99,7 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
                 "relays start after the writers, so no ack races a write on this server"
             )
 
-        writers = MongoWriters(
-            db,
-            MongoOutbox(shard_count=SHARDS),
-            "orders",
-            topic,
-            [f"order-{i:02d}" for i in range(DOCUMENTS)],
-            serialize_per_document=lossy,
-        )
-        await writers.create_documents()
+        writers = await order_writers(db, SHARDS, topic, DOCUMENTS, serialize=lossy)
         relays = mongo_relays(
             RELAYS,
             tmp_path,

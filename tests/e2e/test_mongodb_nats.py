@@ -17,9 +17,9 @@ import anyio
 import nats
 import pytest
 from checks import verdict
-from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays
+from mongo_helpers import loses_concurrent_updates, mongo_relays, order_writers
 from nats_stream import nats_support, read_deliveries
-from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from outboxkit_mongodb import MongoSettings, MongoStore
 from server_clients import mongo_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -49,15 +49,9 @@ async def test_mongodb_to_nats_survives_a_kill_exactly_once_in_order(
             )
             await store.migrate()
             await store.open()
-            writers = MongoWriters(
-                db,
-                MongoOutbox(shard_count=SHARDS),
-                "orders",
-                stream.subject("orders"),
-                [f"order-{i:02d}" for i in range(DOCUMENTS)],
-                serialize_per_document=lossy,
+            writers = await order_writers(
+                db, SHARDS, stream.subject("orders"), DOCUMENTS, serialize=lossy
             )
-            await writers.create_documents()
             relays = mongo_relays(
                 RELAYS,
                 tmp_path,

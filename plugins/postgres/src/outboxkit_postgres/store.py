@@ -227,16 +227,17 @@ class PostgresStore:
             found[row["shard"]].append(row)
         return found
 
-    async def _fenced(
-        self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
-    ) -> None:
-        if not envelopes:
-            return
-        seqs = [e.position for e in envelopes]
+    async def _held(self, query: str, lease: Lease, seqs: list[int], *args: Any) -> bool:
+        """Run a fenced single-shard statement; False if the lease was not held."""
         row = await self._main().fetchrow(
             self._q[query], lease.shard, lease.owner, lease.token, seqs, *args
         )
-        if row is None or row["held"] == 0:
+        return row is not None and row["held"] > 0
+
+    async def _fenced(
+        self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
+    ) -> None:
+        if envelopes and not await self._held(query, lease, [e.position for e in envelopes], *args):
             raise _lost(lease, query)
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
@@ -249,10 +250,8 @@ class PostgresStore:
         if not await self._acks.submit(lease.shard, (lease, [e.position for e in envelopes])):
             raise _lost(lease, "ack")
 
-    async def _ack_one(self, shard: int, request: tuple[Lease, list[int]]) -> bool:
-        lease, seqs = request
-        row = await self._main().fetchrow(self._q["ack"], shard, lease.owner, lease.token, seqs)
-        return row is not None and row["held"] > 0
+    async def _ack_one(self, _shard: int, request: tuple[Lease, list[int]]) -> bool:
+        return await self._held("ack", *request)
 
     async def _ack_many(
         self, requests: Sequence[tuple[int, tuple[Lease, list[int]]]]
