@@ -1,4 +1,4 @@
-"""``results.png``: headroom against each bar, and latency percentiles per offered load."""
+"""``results.png``: headroom against each bar, relay vs raw throughput, latency percentiles."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from benchmarks.results import RunResults
+from benchmarks.scenario_throughput import SCENARIO as THROUGHPUT
 
 __all__ = ["plot"]
 
 
+def _empty(ax: Axes, title: str, what: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center")
+    ax.set_axis_off()
+
+
 def _bars(ax: Axes, results: RunResults) -> None:
     rows = [m for m in results.measures if m.bar is not None and m.ratio is not None]
+    if not rows:
+        _empty(ax, "Ratios against the bars", "step with a bar")
+        return
     labels = [f"{m.scenario}: {m.step}" for m in rows]
     values = [m.bar.headroom(m.ratio) for m in rows if m.bar and m.ratio is not None]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
@@ -35,10 +45,43 @@ def _bars(ax: Axes, results: RunResults) -> None:
     ax.set_title("Ratios against the bars (same-run baselines)")
 
 
+def _throughput(ax: Axes, results: RunResults) -> None:
+    """Relay and raw client rates of every pipeline of scenario 1."""
+    rows = [m for m in results.measures if m.scenario == THROUGHPUT and m.baseline is not None]
+    if not rows:
+        _empty(ax, "Relay throughput against the raw client", "throughput scenario")
+        return
+    height = 0.4
+    for i, (label, values, color) in enumerate(
+        (
+            ("outboxkit relay", [m.value for m in rows], "tab:blue"),
+            ("raw client", [m.baseline or 0.0 for m in rows], "tab:gray"),
+        )
+    ):
+        ax.barh(
+            [j + (i - 0.5) * height for j in range(len(rows))],
+            values,
+            height,
+            label=label,
+            color=color,
+        )
+    for j, m in enumerate(rows):
+        ax.text(m.value, j - height / 2, f" {m.value:,.0f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [m.step for m in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("messages per second (log)")
+    ax.set_title("Relay throughput against the raw client (same run)")
+    ax.legend(fontsize=7)
+
+
 def _latencies(ax: Axes, results: RunResults) -> None:
     """Commit -> ack percentiles, one group of horizontal bars per step (commit -> receive
     is in the table)."""
     rows = [x for x in results.latencies if x.kind == "commit->ack"]
+    if not rows:
+        _empty(ax, "End-to-end latency percentiles", "latency scenario")
+        return
     height = 0.27
     for i, (name, color) in enumerate(
         (("p50", "tab:blue"), ("p99", "tab:red"), ("max", "tab:gray"))
@@ -59,9 +102,12 @@ def _latencies(ax: Axes, results: RunResults) -> None:
 
 
 def plot(results: RunResults, path: Path) -> None:
-    """Draw the two panels to ``path``."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 12), gridspec_kw={"height_ratios": [1, 2]})
+    """Draw the three panels to ``path``."""
+    fig, (top, middle, bottom) = plt.subplots(
+        3, 1, figsize=(11, 15), gridspec_kw={"height_ratios": [1, 0.7, 2]}
+    )
     _bars(top, results)
+    _throughput(middle, results)
     _latencies(bottom, results)
     fig.suptitle(f"outboxkit benchmark ({results.size}, {results.started})")
     fig.tight_layout()
