@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from outboxkit_mongodb.bulk import bulk_write
 from pymongo import AsyncMongoClient, UpdateOne
 
 from benchmarks.progress import Progress
@@ -22,9 +23,15 @@ CHUNK = 500
 class MongoBacklog:
     """Aggregate documents whose outbox arrays hold the messages to relay."""
 
-    def __init__(self, settings: MongoSettings, client: AsyncMongoClient[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        settings: MongoSettings,
+        client: AsyncMongoClient[dict[str, Any]],
+        per_command: int | None,
+    ) -> None:
         self.settings = settings
         self._client = client
+        self._per_command = per_command
         self._writer = MongoOutbox(shard_count=settings.shard_count)
 
     def store(self) -> Store:
@@ -40,7 +47,7 @@ class MongoBacklog:
         for first in range(0, len(groups), CHUNK):
             chunk = groups[first : first + CHUNK]
             ops = [self._upsert(own) for own in chunk]
-            await collection.bulk_write(ops, ordered=False)
+            await bulk_write(collection, ops, per_command=self._per_command)
             tracker.add(sum(len(own) for own in chunk))
         await self._check_stored(len(messages))
 
@@ -77,7 +84,8 @@ async def mongo_backlog(url: str, database: str, shard_count: int) -> AsyncItera
         migrator = MongoStore(settings)
         await migrator.migrate(shard_count)
         await migrator.close()
-        yield MongoBacklog(settings, client)
+        assert migrator.server is not None
+        yield MongoBacklog(settings, client, migrator.server.statements_per_command)
     finally:
         await client.drop_database(database)
         await client.close()

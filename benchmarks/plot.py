@@ -66,11 +66,11 @@ def _throughput(ax: Axes, results: RunResults) -> None:
             color=color,
         )
     for j, m in enumerate(rows):
-        ax.text(m.value, j - height / 2, f" {m.value:,.0f}", va="center", fontsize=7)
+        for offset, value in ((-height / 2, m.value), (height / 2, m.baseline or 0.0)):
+            ax.text(value, j + offset, f" {value:,.0f}", va="center", fontsize=7)
     ax.set_yticks(range(len(rows)), [m.step for m in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("messages per second (log)")
+    ax.set_xlabel("messages per second")
     ax.set_title("Relay throughput against the raw client (same run)")
     ax.legend(fontsize=7)
 

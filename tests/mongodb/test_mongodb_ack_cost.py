@@ -1,8 +1,10 @@
-"""Acks select documents by ``_id`` only, one document at a time, and survive a racing append.
+"""An ack writes each document once, from what the claim read, and survives racing appends.
 
-FerretDB 1.x (SQLite) pushes down only ``_id`` equality: any other filter (``$in``,
-``$size``, markers) scans and decodes the whole collection. An ack that did so (twice) took
-seconds per batch, starved the lease upkeep and stalled the relay (benchmark: 3.3 msg/s).
+The claim remembers each document's entries and ``<f>_seq``; the ack then needs no read: one
+update per document selected by ``_id`` (plus the ``<f>_seq`` guard when it empties the
+outbox). A guard that misses (a writer appended since the claim) falls back to ``$pullAll``
+of the stored entries. A store that did not claim the batch (another relay process's store
+object, or one that forgot) reads each document first.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from outboxkit_mongodb import MongoOutbox, MongoStore
+from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from outboxkit import Message
-from outboxkit.protocols import Lease
+from outboxkit.protocols import Envelope, Lease
 from outboxkit.sharding import shard_of
 
 pytestmark = pytest.mark.anyio
@@ -43,22 +45,11 @@ def docs_of_one_shard(shard_count: int, count: int) -> list[str]:
     return same[:count]
 
 
-async def test_ack_touches_documents_by_id_only(
-    store: MongoStore,
-    mongo_db: AsyncDatabase[Any],
-    outbox: MongoOutbox,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    docs = docs_of_one_shard(store.shard_count, 3)
-    for doc in docs:
-        await write(mongo_db, outbox, doc, "a", "b")
-    lease = await store.acquire("r1", shard_of(docs[0], store.shard_count), 30)
-    assert lease is not None
-    claimed = await store.claim(lease, 10)
-    assert len(claimed) == 6
-
+def spy_on_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
+    """(collection, operation, filter) of every read (``find``, which ``find_one`` calls) and
+    written statement from now on."""
     seen: list[tuple[str, str, Any]] = []
-    for name in ("find_one", "update_one", "update_many", "bulk_write"):
+    for name in ("update_one", "update_many"):
         original: Op = getattr(AsyncCollection, name)
 
         def spy(original: Op = original, name: str = name) -> Op:
@@ -69,6 +60,13 @@ async def test_ack_touches_documents_by_id_only(
             return call
 
         monkeypatch.setattr(AsyncCollection, name, spy())
+    bulk: Op = AsyncCollection.bulk_write
+
+    async def bulk_spy(self: AsyncCollection[Any], ops: Any, *a: Any, **k: Any) -> Any:
+        seen.extend((self.name, "bulk_write", op._filter) for op in ops)
+        return await bulk(self, ops, *a, **k)
+
+    monkeypatch.setattr(AsyncCollection, "bulk_write", bulk_spy)
     find = AsyncCollection.find
 
     def find_spy(self: AsyncCollection[Any], arg: Any = None, *a: Any, **k: Any) -> Any:
@@ -76,22 +74,90 @@ async def test_ack_touches_documents_by_id_only(
         return find(self, arg, *a, **k)
 
     monkeypatch.setattr(AsyncCollection, "find", find_spy)
+    return seen
+
+
+async def claim_three_documents(
+    store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
+) -> tuple[list[str], Lease, list[Envelope]]:
+    docs = docs_of_one_shard(store.shard_count, 3)
+    for doc in docs:
+        await write(mongo_db, outbox, doc, "a", "b")
+    lease = await store.acquire("r1", shard_of(docs[0], store.shard_count), 30)
+    assert lease is not None
+    claimed = await store.claim(lease, 10)
+    assert len(claimed) == 6
+    return docs, lease, claimed
+
+
+async def assert_emptied(mongo_db: AsyncDatabase[Any], docs: list[str]) -> None:
+    for doc in docs:
+        stored = await mongo_db["orders"].find_one({"_id": doc})
+        assert stored is not None and stored["outbox"] == [] and "outbox_pending" not in stored
+
+
+async def test_ack_writes_each_document_once_without_reading_it(
+    store: MongoStore,
+    mongo_db: AsyncDatabase[Any],
+    outbox: MongoOutbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs, lease, claimed = await claim_three_documents(store, mongo_db, outbox)
+    seen = spy_on_writes(monkeypatch)
     await store.ack(lease, claimed)
     monkeypatch.undo()
 
     on_orders = [(op, arg) for coll, op, arg in seen if coll == "orders"]
-    assert {op for op, _ in on_orders} <= {"find", "find_one", "update_one"}, on_orders
+    assert [op for op, _ in on_orders] == ["bulk_write"] * len(docs), on_orders
+    assert sorted(arg["_id"] for _, arg in on_orders) == sorted(docs)
+    await assert_emptied(mongo_db, docs)
+
+
+async def test_ack_by_a_store_that_did_not_claim_reads_each_document(
+    store: MongoStore,
+    mongo_db: AsyncDatabase[Any],
+    outbox: MongoOutbox,
+    mongo_settings: MongoSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs, lease, claimed = await claim_three_documents(store, mongo_db, outbox)
+    other = MongoStore(mongo_settings)
+    await other.open()
+    try:
+        seen = spy_on_writes(monkeypatch)
+        await other.ack(lease, claimed)
+        monkeypatch.undo()
+    finally:
+        await other.close()
+
+    on_orders = [(op, arg) for coll, op, arg in seen if coll == "orders"]
+    assert [op for op, _ in on_orders] == ["find", "update_one"] * len(docs), on_orders
     assert all(isinstance(arg.get("_id"), str) for _, arg in on_orders), on_orders
-    assert sum(op == "update_one" for op, _ in on_orders) == len(docs)  # one write each
-    for doc in docs:
-        stored = await mongo_db["orders"].find_one({"_id": doc})
-        assert stored is not None and stored["outbox"] == [] and "outbox_pending" not in stored
+    await assert_emptied(mongo_db, docs)
+
+
+async def test_append_between_claim_and_ack_survives(
+    store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
+) -> None:
+    await write(mongo_db, outbox, "o1", "a", "b")
+    lease = await store.acquire("r1", shard_of("o1", store.shard_count), 30)
+    assert lease is not None
+    claimed = await store.claim(lease, 10)
+    await write(mongo_db, outbox, "o1", "c")  # a writer appends after the claim
+    await store.ack(lease, claimed)
+
+    doc = await mongo_db["orders"].find_one({"_id": "o1"})
+    assert doc is not None
+    assert [e["event_type"] for e in doc["outbox"]] == ["c"]
+    assert doc["outbox_pending"] is True
+    assert [e.message.event_type for e in await store.claim(lease, 10)] == ["c"]
 
 
 async def test_append_between_the_acks_read_and_write_survives(
     store: MongoStore,
     mongo_db: AsyncDatabase[Any],
     outbox: MongoOutbox,
+    mongo_settings: MongoSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await write(mongo_db, outbox, "o1", "a", "b")
@@ -106,9 +172,14 @@ async def test_append_between_the_acks_read_and_write_survives(
             await write(mongo_db, outbox, "o1", "c")  # a writer slips in before the ack writes
         return found
 
-    monkeypatch.setattr(AsyncCollection, "find_one", read_then_append)
-    await store.ack(lease, claimed)
-    monkeypatch.undo()
+    other = MongoStore(mongo_settings)  # did not claim: its ack reads the document
+    await other.open()
+    try:
+        monkeypatch.setattr(AsyncCollection, "find_one", read_then_append)
+        await other.ack(lease, claimed)
+        monkeypatch.undo()
+    finally:
+        await other.close()
 
     doc = await mongo_db["orders"].find_one({"_id": "o1"})
     assert doc is not None

@@ -11,9 +11,12 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 
 from outboxkit.message import Message
 from outboxkit.protocols import Envelope
+from outboxkit_mongodb.bulk import bulk_write
+from outboxkit_mongodb.claimed import ClaimedDocument, ClaimedDocuments
 from outboxkit_mongodb.entries import as_utc, decode_entry, encode_entry, make_ref, parse_ref
 from outboxkit_mongodb.names import OutboxFields
 from outboxkit_mongodb.schema import Schema
@@ -22,6 +25,9 @@ from outboxkit_mongodb.writer import outbox_update
 __all__ = ["Outboxes"]
 
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+Update = tuple[dict[str, Any], dict[str, Any]]
+"""(filter, update) of one document."""
 
 
 def by_document(envelopes: Iterable[Envelope]) -> dict[str, dict[Any, list[Envelope]]]:
@@ -42,6 +48,7 @@ class Outboxes:
         # Positions only need to grow within a shard in publish order: a per-store counter
         # that starts at the current microsecond grows across claims and restarts.
         self._positions = itertools.count(time.time_ns() // 1000)
+        self._claimed = ClaimedDocuments()
 
     def claim_filter(self, shard: int, now: datetime) -> dict[str, Any]:
         """Documents of ``shard`` with pending entries that are not in retry backoff."""
@@ -58,15 +65,16 @@ class Outboxes:
         Documents are taken oldest pending first (``<f>_since``, through the claim index;
         across collections by the same key), each with all its entries in array order (its
         commit order), until ``limit`` is reached; only the last document can be cut short.
-        So a batch spans as few documents as possible, and its ack costs one read and one
-        write per document.
+        So a batch spans as few documents as possible, and its ack costs one write per
+        document (the claim remembers what it read of each).
         """
         f = self._fields
         found: list[tuple[tuple[datetime, str, str, str], str, dict[str, Any]]] = []
+        projection = {f.array: 1, f.retry: 1, f.since: 1, f.seq: 1, f.pending: 1}
         for name in self._schema.collections:
             cursor = (
                 self._schema.aggregates(name)
-                .find(self.claim_filter(shard, now), {f.array: 1, f.retry: 1, f.since: 1})
+                .find(self.claim_filter(shard, now), projection)
                 .sort(self.claim_sort)
                 .limit(limit)
             )
@@ -81,7 +89,16 @@ class Outboxes:
         for _, name, doc in found:
             attempts: dict[str, int] = doc.get(f.retry) or {}
             ref = make_ref(name, doc["_id"])
-            for raw in (doc.get(f.array) or [])[: limit - len(envelopes)]:
+            outbox: list[dict[str, Any]] = doc.get(f.array) or []
+            self._claimed.remember(
+                ref,
+                ClaimedDocument(
+                    seq=doc.get(f.seq) if doc.get(f.pending) else None,
+                    size=len(outbox),
+                    entries={str(raw["id"]): raw for raw in outbox},
+                ),
+            )
+            for raw in outbox[: limit - len(envelopes)]:
                 envelopes.append(
                     Envelope(
                         message=decode_entry(raw),
@@ -100,45 +117,84 @@ class Outboxes:
     ) -> None:
         """Remove exactly these entries; clear the markers of documents they empty.
 
-        Per document, one read and one write, both selecting it by ``_id`` (the only filter
-        FerretDB 1.x's SQLite backend pushes down; anything else scans the collection):
+        Per collection, one bulk write of one update per document, from what the claim read:
 
-        * if the entries are the whole outbox, one update guarded by ``<f>_seq`` (every
-          append increments it) empties the array and unsets the markers; a document
-          appended to meanwhile does not match and falls through to
+        * if the entries were the whole outbox, an update guarded by ``<f>_seq`` (every
+          append increments it) empties the array and unsets the markers; if a guard misses
+          (appended to meanwhile), a second bulk write removes the entries the other way:
         * ``$pullAll`` of the entries' stored values (entries are never modified, so this
-          removes exactly them, on every server), which leaves the markers in place.
+          removes exactly them, on every server, and does nothing to a document already
+          emptied), which leaves the markers in place.
 
-        Documents are handled one after the other: the relay never sends two concurrent
-        updates to one document (FerretDB would lose one of them).
+        A document the claim did not remember (forgotten, or claimed by another store) is
+        read first, then handled the same way. Each document gets one update at a time: the
+        relay never sends two concurrent updates to one document (FerretDB would lose one).
         """
-        f = self._fields
         for name, docs in by_document(envelopes).items():
             coll = self._schema.aggregates(name)
+            empties: list[UpdateOne] = []
+            unless_emptied: list[UpdateOne] = []
+            pulls: list[UpdateOne] = []
             for doc_id, items in docs.items():
-                current = await coll.find_one(
-                    {"_id": doc_id}, {f.array: 1, f.seq: 1, f.pending: 1}, session=session
-                )
-                if current is None:
-                    continue
-                ids = {str(e.message.id) for e in items}
-                outbox = current.get(f.array) or []
-                stored = [raw for raw in outbox if raw.get("id") in ids]
-                if len(stored) == len(outbox) and f.seq in current and current.get(f.pending):
-                    emptied = await coll.update_one(
-                        {"_id": doc_id, f.seq: current[f.seq]},
-                        {"$set": {f.array: []}, "$unset": f.cleared_when_empty},
-                        session=session,
-                    )
-                    if emptied.matched_count:
-                        continue
-                if not stored:
-                    continue
-                await coll.update_one(
-                    {"_id": doc_id},
-                    {"$pullAll": {f.array: stored}, "$unset": {f"{f.retry}.{i}": "" for i in ids}},
-                    session=session,
-                )
+                ids = [str(e.message.id) for e in items]
+                claimed = self._claimed.take(items[0].ref)
+                stored = claimed.stored(ids) if claimed else None
+                if claimed is None or stored is None:
+                    await self._read_and_remove(coll, doc_id, ids, session)
+                elif claimed.whole(ids):
+                    empties.append(UpdateOne(*self._empty(doc_id, claimed.seq)))
+                    unless_emptied.append(UpdateOne(*self._pull(doc_id, stored, ids)))
+                else:
+                    pulls.append(UpdateOne(*self._pull(doc_id, stored, ids)))
+            if empties and await self._bulk(coll, empties, session) < len(empties):
+                pulls += unless_emptied
+            if pulls:
+                await self._bulk(coll, pulls, session)
+
+    async def _bulk(
+        self,
+        coll: AsyncCollection[dict[str, Any]],
+        ops: Sequence[UpdateOne],
+        session: AsyncClientSession | None,
+    ) -> int:
+        return await bulk_write(coll, ops, per_command=self._schema.per_command, session=session)
+
+    def _empty(self, doc_id: Any, seq: Any) -> Update:
+        """Empty the outbox and unset the markers, unless appended to since ``seq``."""
+        f = self._fields
+        return {"_id": doc_id, f.seq: seq}, {"$set": {f.array: []}, "$unset": f.cleared_when_empty}
+
+    def _pull(self, doc_id: Any, stored: Sequence[Any], ids: Sequence[str]) -> Update:
+        """Remove exactly the entries ``stored`` (and their retry counts)."""
+        f = self._fields
+        return {"_id": doc_id}, {
+            "$pullAll": {f.array: list(stored)},
+            "$unset": {f"{f.retry}.{i}": "" for i in ids},
+        }
+
+    async def _read_and_remove(
+        self,
+        coll: AsyncCollection[dict[str, Any]],
+        doc_id: Any,
+        ids: Sequence[str],
+        session: AsyncClientSession | None,
+    ) -> None:
+        f = self._fields
+        current = await coll.find_one(
+            {"_id": doc_id}, {f.array: 1, f.seq: 1, f.pending: 1}, session=session
+        )
+        if current is None:
+            return
+        outbox = current.get(f.array) or []
+        present = [i for i in ids if any(raw.get("id") == i for raw in outbox)]
+        stored = [raw for raw in outbox if raw.get("id") in present]
+        seq = current.get(f.seq) if current.get(f.pending) else None
+        if seq is not None and len(stored) == len(outbox):
+            emptied = await coll.update_one(*self._empty(doc_id, seq), session=session)
+            if emptied.matched_count:
+                return
+        if stored:
+            await coll.update_one(*self._pull(doc_id, stored, present), session=session)
 
     async def reschedule(
         self,
@@ -160,7 +216,7 @@ class Outboxes:
                 )
                 for doc_id, items in docs.items()
             ]
-            await self._schema.aggregates(name).bulk_write(ops, ordered=False, session=session)
+            await self._bulk(self._schema.aggregates(name), ops, session)
 
     async def append(self, collection: str, doc_id: Any, message: Message, shard: int) -> bool:
         """Append ``message`` to an existing document's outbox (replay); False if it is gone."""

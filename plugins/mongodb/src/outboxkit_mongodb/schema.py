@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from outboxkit.errors import SchemaMissingError
+from outboxkit_mongodb.bulk import bulk_write
 from outboxkit_mongodb.names import OutboxFields, check_collection
 
 __all__ = ["SCHEMA_VERSION", "Schema"]
@@ -37,6 +38,8 @@ class Schema:
     fields: OutboxFields
     collections: tuple[str, ...]
     prefix: str = "outboxkit_"
+    per_command: int | None = None
+    """Most statements per write command (see ``outboxkit_mongodb.bulk``)."""
 
     def __post_init__(self) -> None:
         for name in self.collections:
@@ -79,7 +82,8 @@ class Schema:
             meta = await self.meta.find_one({"_id": META_ID})
         assert meta is not None
         stored = int(meta["shard_count"])
-        await self.leases.bulk_write(
+        await bulk_write(
+            self.leases,
             [
                 UpdateOne(
                     {"_id": shard},
@@ -88,7 +92,7 @@ class Schema:
                 )
                 for shard in range(stored)
             ],
-            ordered=False,
+            per_command=self.per_command,
         )
         await self.instances.create_index([("expires_at", ASCENDING)], name="expires_at")
         await self.dead_letters.create_index(

@@ -18,6 +18,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from outboxkit_mongodb.bulk import FERRETDB_STATEMENTS
 from outboxkit_mongodb.entries import as_utc
 
 __all__ = ["ServerInfo", "detect", "server_now"]
@@ -44,6 +45,8 @@ class ServerInfo:
         if hello.get("msg") == "isdbgrid":
             topology = "sharded cluster"
         self.description = f"{self.name} ({topology})"
+        self.statements_per_command = FERRETDB_STATEMENTS if ferret else None
+        """Most statements one write command may carry (None: any number)."""
 
     @property
     def fencing(self) -> str:

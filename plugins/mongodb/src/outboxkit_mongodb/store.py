@@ -26,6 +26,7 @@ from pymongo.errors import InvalidURI, PyMongoError
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
 from outboxkit.secrets import mask_dsn
+from outboxkit_mongodb.bulk import bulk_write
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -120,7 +121,11 @@ class MongoStore:
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(
-            db, self.fields, tuple(self.settings.collections), self.settings.collection_prefix
+            db,
+            self.fields,
+            tuple(self.settings.collections),
+            self.settings.collection_prefix,
+            self.server.statements_per_command,
         )
         self._schema = schema
         self._leases = Leases(db, schema)
@@ -227,7 +232,12 @@ class MongoStore:
                 ReplaceOne(key, doc, upsert=True)
                 for key, doc in (dead_letter_document(e, error, now) for e in envelopes)
             ]
-            await self._schema.dead_letters.bulk_write(ops, ordered=False, session=session)
+            await bulk_write(
+                self._schema.dead_letters,
+                ops,
+                per_command=self._schema.per_command,
+                session=session,
+            )
             await self._outboxes.remove(envelopes, session)
 
         await self._fenced(lease, body)
