@@ -31,7 +31,9 @@ __all__ = ["PIPELINES", "run"]
 SCENARIO = "1 throughput"
 PIPELINES = (("pg", "kafka"), ("pg", "nats"), ("mongodb", "kafka"))
 MONGO_SHARDS = 4
-"""FerretDB (SQLite) stalls under 64 concurrent shard workers: lease upkeep exceeds 5 s."""
+"""Shard workers of mongodb -> kafka. FerretDB 1.x on PostgreSQL holds pool connections per
+statement of a command (see ``outboxkit_mongodb.bulk``): 64 concurrent workers could take its
+whole pool (100 in scripts/services) and hang it."""
 KAFKA_BAR = Bar(op=">=", limit=0.8, text="pg -> kafka >= 0.8 x raw")
 
 

@@ -1,9 +1,10 @@
 """Concurrent writers on the same documents: the array order is the commit order, claims
 return it, and acks racing with new writes remove exactly the published entries.
 
-FerretDB 1.x (SQLite backend) loses concurrent updates of one document: its update is a
-read-modify-write without isolation, so of 400 concurrent ``$inc``/``$push`` updates that all
-report success only some persist (even with a version condition, and with findAndModify).
+FerretDB 1.x (SQLite and PostgreSQL backends) loses concurrent updates of one document: its
+update is a read-modify-write without isolation, so of 400 concurrent ``$inc``/``$push``
+updates that all report success only some persist (even with a version condition, and with
+findAndModify).
 The ``racing`` variant therefore fails on FerretDB (strict xfail, so a fixed FerretDB shows
 up); the ``serialized`` variant keeps concurrency across documents but serialises the writes
 of each document in this process, which checks the store's logic on every server.
