@@ -78,12 +78,18 @@ class Outboxes:
                 .sort(self.claim_sort)
                 .limit(limit)
             )
-            async for doc in cursor:
-                # BSON dates have millisecond precision: ties go to the older first entry
-                # (UUIDv7 ids grow with time, and within a millisecond per writer process).
-                first = ((doc.get(f.array) or [{}])[0]).get("id", "")
-                key = (as_utc(doc.get(f.since) or EARLIEST), str(first), name, str(doc["_id"]))
-                found.append((key, name, doc))
+            entries, last = 0, EARLIEST
+            async with cursor:  # closed on the server too when the loop stops early
+                async for doc in cursor:
+                    since = as_utc(doc.get(f.since) or EARLIEST)
+                    if entries >= limit and since != last:
+                        break  # the rest of this collection comes after a full batch
+                    # BSON dates have millisecond precision: ties go to the older first entry
+                    # (UUIDv7 ids grow with time, and within a millisecond per writer process).
+                    listed = doc.get(f.array) or [{}]
+                    key = (since, str(listed[0].get("id", "")), name, str(doc["_id"]))
+                    found.append((key, name, doc))
+                    entries, last = entries + len(listed), since
         found.sort(key=lambda item: item[0])
         envelopes: list[Envelope] = []
         for _, name, doc in found:
