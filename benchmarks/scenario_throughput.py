@@ -31,9 +31,8 @@ __all__ = ["PIPELINES", "run"]
 SCENARIO = "1 throughput"
 PIPELINES = (("pg", "kafka"), ("pg", "nats"), ("mongodb", "kafka"))
 MONGO_SHARDS = 4
-"""Shard workers of mongodb -> kafka. FerretDB 1.x on PostgreSQL holds pool connections per
-statement of a command (see ``outboxkit_mongodb.bulk``): 64 concurrent workers could take its
-whole pool (100 in scripts/services) and hang it."""
+"""Shard workers of mongodb -> kafka: FerretDB serves a few concurrent commands best (`small`:
+2,252 msg/s on 4 shards, 1,336 on 64)."""
 KAFKA_BAR = Bar(op=">=", limit=0.8, text="pg -> kafka >= 0.8 x raw")
 
 

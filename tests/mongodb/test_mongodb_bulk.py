@@ -2,8 +2,8 @@
 
 FerretDB 1.x on PostgreSQL holds a pool connection (50 by default, 100 in scripts/services)
 per statement of an update command until the command ends: one command of more statements
-never ends. The store cuts its bulk writes into small commands there
-(``outboxkit_mongodb.bulk``).
+never ends, and enough concurrent ones hang it too. The store sends it one statement per
+command and runs at most 16 fenced writes at once (``outboxkit_mongodb.bulk``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import anyio
 import msgspec
 import pytest
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
+from outboxkit_mongodb.documents import Outboxes
 from pymongo.asynchronous.database import AsyncDatabase
 
 from outboxkit import Message
+from outboxkit.protocols import Envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -61,3 +63,36 @@ async def test_migrate_creates_many_shards(mongo_settings: MongoSettings) -> Non
         assert len(await store.leases()) == 256
     finally:
         await store.close()
+
+
+async def test_fenced_writes_stay_within_the_servers_limit(
+    mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """64 shard workers acking at once: on FerretDB at most ``concurrent_writes`` run."""
+    store = MongoStore(msgspec.structs.replace(mongo_settings, shard_count=64))
+    await store.migrate(64)
+    await store.open()
+    running, peak = 0, 0
+
+    async def slow_remove(self: Outboxes, envelopes: Any, session: Any) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.05)
+        running -= 1
+
+    monkeypatch.setattr(Outboxes, "remove", slow_remove)
+    try:
+        leases = [await store.acquire("r1", shard, 60) for shard in range(64)]
+        message = Message.create(aggregate_type="o", aggregate_id="o1", event_type="E")
+        envelope = Envelope(message=message, shard=0, position=1)
+        async with anyio.create_task_group() as tg:
+            for lease in leases:
+                assert lease is not None
+                tg.start_soon(store.ack, lease, [envelope])
+    finally:
+        await store.close()
+    assert store.server is not None
+    limit = store.server.concurrent_writes
+    print(f"{store.server.name}: {peak} of 64 acks ran at once (limit {limit})")
+    assert peak == (limit if limit is not None else 64)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outboxkit_mongodb.bulk import FERRETDB_STATEMENTS
+from outboxkit_mongodb.bulk import FERRETDB_STATEMENTS, FERRETDB_WRITES
 from outboxkit_mongodb.entries import as_utc
 
 __all__ = ["ServerInfo", "detect", "server_now"]
@@ -47,6 +47,8 @@ class ServerInfo:
         self.description = f"{self.name} ({topology})"
         self.statements_per_command = FERRETDB_STATEMENTS if ferret else None
         """Most statements one write command may carry (None: any number)."""
+        self.concurrent_writes = FERRETDB_WRITES if ferret else None
+        """Most fenced writes one store may run at once (None: any number)."""
 
     @property
     def fencing(self) -> str:

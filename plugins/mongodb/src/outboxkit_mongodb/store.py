@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import anyio
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
@@ -95,6 +97,7 @@ class MongoStore:
         self._shard_count: int | None = None
         self.server: ServerInfo | None = None
         self.wakeup = Wakeup(settings.poll_interval)
+        self._writes: anyio.CapacityLimiter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -129,6 +132,8 @@ class MongoStore:
         )
         self._schema = schema
         self._leases = Leases(db, schema)
+        limit = self.server.concurrent_writes
+        self._writes = anyio.CapacityLimiter(limit) if limit else None
         self._outboxes = Outboxes(schema)
         return schema
 
@@ -190,7 +195,12 @@ class MongoStore:
         return await self._outboxes.claim(lease.shard, limit, await self._leases.now())
 
     async def _fenced(self, lease: Lease, body: Body) -> None:
-        """Run ``body`` only while ``lease`` is held (in one transaction where supported)."""
+        """Run ``body`` only while ``lease`` is held (in one transaction where supported),
+        within the server's limit of concurrent writes."""
+        async with self._writes or nullcontext():
+            await self._fenced_now(lease, body)
+
+    async def _fenced_now(self, lease: Lease, body: Body) -> None:
         if self.server is not None and self.server.transactions:
             assert self._client is not None
             async with self._client.start_session() as session:
