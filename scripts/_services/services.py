@@ -327,6 +327,12 @@ class Server:
         return [self.dir]
 
 
+def ensure_database(port: int, name: str) -> None:
+    """Create the PostgreSQL database ``name`` (a constant of this file) if it is missing."""
+    if not probes.pg_query(HOST, port, f"select 1 from pg_database where datname = '{name}'"):
+        probes.pg_query(HOST, port, f"create database {name}")
+
+
 class Postgres(Server):
     name = "postgres"
     env_var = "OUTBOXKIT_TEST_POSTGRES_URL"
@@ -458,11 +464,7 @@ class Postgres(Server):
         self.pidfile.unlink(missing_ok=True)  # postmaster.pid is the pid file
 
     def after_ready(self) -> None:
-        rows = probes.pg_query(
-            HOST, self.port, f"select 1 from pg_database where datname = '{self.database}'"
-        )
-        if not rows:
-            probes.pg_query(HOST, self.port, f"create database {self.database}")
+        ensure_database(self.port, self.database)
         ok, detail = probes.pg_probe(HOST, self.port, database=self.database)
         if not ok:
             raise ServiceError(f"postgres: database {self.database}: {detail}", self.log)
@@ -758,11 +760,7 @@ class FerretDB(Server):
             if time.monotonic() > deadline:
                 raise ServiceError(f"mongodb: FerretDB needs PostgreSQL: {answer[1]}", self.log)
             time.sleep(0.2)
-        found = probes.pg_query(
-            HOST, postgres.port, f"select 1 from pg_database where datname = '{self.database}'"
-        )
-        if not found:
-            probes.pg_query(HOST, postgres.port, f"create database {self.database}")
+        ensure_database(postgres.port, self.database)
 
     def command(self) -> list[str]:
         return [

@@ -192,8 +192,9 @@ class Outboxes:
         if current is None:
             return
         outbox = current.get(f.array) or []
-        present = [i for i in ids if any(raw.get("id") == i for raw in outbox)]
-        stored = [raw for raw in outbox if raw.get("id") in present]
+        wanted = set(ids)
+        stored = [raw for raw in outbox if raw.get("id") in wanted]
+        present = [str(raw.get("id")) for raw in stored]
         seq = current.get(f.seq) if current.get(f.pending) else None
         if seq is not None and len(stored) == len(outbox):
             emptied = await coll.update_one(*self._empty(doc_id, seq), session=session)
