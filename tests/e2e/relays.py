@@ -93,6 +93,15 @@ class RelayProcess:
         """Shards whose lease this relay lost (heartbeat too late), one per loss, from its log."""
         return [int(m) for m in re.findall(r"lease lost: shard (\d+)", self.log())]
 
+    def held_shards(self) -> set[int]:
+        """Shards this relay held by its own log's account (acquired, not released or lost
+        since): for a killed relay, also shards whose lease had expired in the database but
+        whose batch it was still publishing."""
+        held: set[int] = set()
+        for event, shard in re.findall(r"lease (acquired|released|lost): shard (\d+)", self.log()):
+            (held.add if event == "acquired" else held.discard)(int(shard))
+        return held
+
     def stop(self, timeout: float = 20) -> int | None:
         """SIGTERM (graceful: drain, release leases; SIGCONT first, in case it was paused),
         SIGKILL if it does not exit in time; the exit status, or None if it had to be killed."""

@@ -14,6 +14,7 @@ writers are fully concurrent and run while the relays publish.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -169,20 +170,30 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
         # Takeovers: the victim's shards, and every lease a relay lost because its heartbeat
         # came too late (FerretDB can take over a second for the lease upkeep under load).
         losses = [shard for r in relays for shard in r.lost_leases()]
-        taken_over = victim_shards | set(losses)
+        # The victim's own log also names shards whose lease had just expired in the database
+        # (slow upkeep) while it still published their batch: taken over without a "lost".
+        assert victim is not None
+        expired = victim.held_shards() - victim_shards
+        taken_over = victim_shards | expired | set(losses)
         print(
             f"{MESSAGES} messages, {DOCUMENTS} documents, {WRITERS} writers, {RELAYS} relays: "
             f"{result.summary()}; duplicates in shards {sorted(dup_shards)}; lease losses "
-            f"besides the kill: {len(losses)} (shards {sorted(set(losses))}); all delivered "
+            f"besides the kill: {len(losses)} (shards {sorted(set(losses))}); the victim's "
+            f"expired leases: {sorted(expired)}; all delivered "
             f"{took:.1f}s after the kill; test took {time.monotonic() - t0:.1f}s"
         )
         assert not result.lost, result.summary()
         assert not result.unexpected, result.summary()
         assert not result.order_violations, result.summary()
         # Duplicates only around takeovers: at most one claimed batch in flight per takeover.
+        if not dup_shards <= taken_over:
+            for r in relays:
+                events = re.findall(r".*lease (?:acquired|released|lost|upkeep).*", r.log())
+                print(f"---- {r.name}: lease events ----", *events, sep="\n")
         assert dup_shards <= taken_over, (
             f"duplicates in shards {sorted(dup_shards - taken_over)}, which were neither the "
             f"killed relay's {sorted(victim_shards)} nor taken over after a lost lease"
         )
-        assert result.duplicates <= BATCH * (len(victim_shards) + len(losses)), result.summary()
+        takeovers = len(victim_shards) + len(expired) + len(losses)
+        assert result.duplicates <= BATCH * takeovers, result.summary()
         assert codes == {r.name: 0 for r in survivors}, f"SIGTERM exit codes {codes}"
