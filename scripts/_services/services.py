@@ -754,13 +754,7 @@ class FerretDB(Server):
 
     def prepare(self) -> None:
         (self.dir / "state").mkdir(parents=True, exist_ok=True)
-        postgres = Postgres()
-        deadline = time.monotonic() + postgres.start_timeout
-        while not (answer := postgres.probe(timeout=2.0))[0]:  # a sibling thread starts it
-            if time.monotonic() > deadline:
-                raise ServiceError(f"mongodb: FerretDB needs PostgreSQL: {answer[1]}", self.log)
-            time.sleep(0.2)
-        ensure_database(postgres.port, self.database)
+        ensure_database(Postgres.port, self.database)
 
     def command(self) -> list[str]:
         return [
@@ -894,6 +888,15 @@ def selected(names: list[str]) -> list[Server]:
     return [SERVERS[n]() for n in (names or list(SERVERS))]
 
 
+def await_answer(required: Server, by: Server) -> None:
+    """Wait until ``required`` answers (``by`` needs it to start)."""
+    deadline = time.monotonic() + required.start_timeout
+    while not (answer := required.probe(timeout=2.0))[0]:
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{by.name} needs {required.name}: {answer[1]}", by.log)
+        time.sleep(0.2)
+
+
 def with_requirements(names: list[str]) -> list[str]:
     """``names`` and the servers they require, in the order of SERVERS (all when empty)."""
     if not names:
@@ -950,6 +953,8 @@ def cmd_up(names: list[str]) -> int:
             if pid is None:
                 started = time.monotonic()
                 s.install()
+                for name in s.requires:  # started by a sibling thread, or already running
+                    await_answer(SERVERS[name](), s)
                 say(f"{s.name}: starting")
                 s.start()
                 detail = s.wait_ready(None, s.start_timeout)

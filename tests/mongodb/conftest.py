@@ -9,6 +9,7 @@ import pytest
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from pymongo.asynchronous.database import AsyncDatabase
 from server_clients import mongo_database
+from store_helpers import opened
 
 SHARDS = 4
 COLLECTIONS = ["orders", "customers"]
@@ -35,13 +36,8 @@ def mongo_settings(mongodb_url: str, mongo_db: Any) -> MongoSettings:
 @pytest.fixture
 async def store(mongo_settings: MongoSettings) -> AsyncIterator[MongoStore]:
     """A migrated and opened store."""
-    s = MongoStore(mongo_settings)
-    await s.migrate()
-    await s.open()
-    try:
+    async with opened(mongo_settings) as s:
         yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

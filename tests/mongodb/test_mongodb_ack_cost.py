@@ -16,6 +16,7 @@ import pytest
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from store_helpers import opened
 
 from outboxkit import Message
 from outboxkit.protocols import Envelope, Lease
@@ -121,14 +122,10 @@ async def test_ack_by_a_store_that_did_not_claim_reads_each_document(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     docs, lease, claimed = await claim_three_documents(store, mongo_db, outbox)
-    other = MongoStore(mongo_settings)
-    await other.open()
-    try:
+    async with opened(mongo_settings, migrate=False) as other:
         seen = spy_on_writes(monkeypatch)
         await other.ack(lease, claimed)
         monkeypatch.undo()
-    finally:
-        await other.close()
 
     on_orders = [(op, arg) for coll, op, arg in seen if coll == "orders"]
     assert [op for op, _ in on_orders] == ["find", "update_one"] * len(docs), on_orders
@@ -172,14 +169,11 @@ async def test_append_between_the_acks_read_and_write_survives(
             await write(mongo_db, outbox, "o1", "c")  # a writer slips in before the ack writes
         return found
 
-    other = MongoStore(mongo_settings)  # did not claim: its ack reads the document
-    await other.open()
-    try:
+    # a store that did not claim: its ack reads the document
+    async with opened(mongo_settings, migrate=False) as other:
         monkeypatch.setattr(AsyncCollection, "find_one", read_then_append)
         await other.ack(lease, claimed)
         monkeypatch.undo()
-    finally:
-        await other.close()
 
     doc = await mongo_db["orders"].find_one({"_id": "o1"})
     assert doc is not None

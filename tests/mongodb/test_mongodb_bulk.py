@@ -16,6 +16,7 @@ import pytest
 from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from outboxkit_mongodb.documents import Outboxes
 from pymongo.asynchronous.database import AsyncDatabase
+from store_helpers import opened
 
 from outboxkit import Message
 from outboxkit.protocols import Envelope
@@ -29,10 +30,7 @@ DOCUMENTS = 150
 async def test_a_batch_over_many_documents_is_acked_and_retried(
     mongo_settings: MongoSettings, mongo_db: AsyncDatabase[Any]
 ) -> None:
-    store = MongoStore(msgspec.structs.replace(mongo_settings, shard_count=1))
-    await store.migrate(1)
-    await store.open()
-    try:
+    async with opened(msgspec.structs.replace(mongo_settings, shard_count=1)) as store:
         outbox = MongoOutbox(shard_count=1)
         for i in range(DOCUMENTS):
             message = Message.create(aggregate_type="o", aggregate_id=f"o{i}", event_type="E")
@@ -49,8 +47,6 @@ async def test_a_batch_over_many_documents_is_acked_and_retried(
             assert {e.attempts for e in claimed} == {1}
             await store.ack(lease, claimed)
         assert (await store.status()).pending == 0
-    finally:
-        await store.close()
 
 
 async def test_migrate_creates_many_shards(mongo_settings: MongoSettings) -> None:
@@ -69,9 +65,6 @@ async def test_fenced_writes_stay_within_the_servers_limit(
     mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """64 shard workers acking at once: on FerretDB at most ``concurrent_writes`` run."""
-    store = MongoStore(msgspec.structs.replace(mongo_settings, shard_count=64))
-    await store.migrate(64)
-    await store.open()
     running, peak = 0, 0
 
     async def slow_remove(self: Outboxes, envelopes: Any, session: Any) -> None:
@@ -82,7 +75,7 @@ async def test_fenced_writes_stay_within_the_servers_limit(
         running -= 1
 
     monkeypatch.setattr(Outboxes, "remove", slow_remove)
-    try:
+    async with opened(msgspec.structs.replace(mongo_settings, shard_count=64)) as store:
         leases = [await store.acquire("r1", shard, 60) for shard in range(64)]
         message = Message.create(aggregate_type="o", aggregate_id="o1", event_type="E")
         envelope = Envelope(message=message, shard=0, position=1)
@@ -90,8 +83,6 @@ async def test_fenced_writes_stay_within_the_servers_limit(
             for lease in leases:
                 assert lease is not None
                 tg.start_soon(store.ack, lease, [envelope])
-    finally:
-        await store.close()
     assert store.server is not None
     limit = store.server.concurrent_writes
     print(f"{store.server.name}: {peak} of 64 acks ran at once (limit {limit})")

@@ -6,6 +6,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from outboxkit_mongodb.names import OutboxFields
+
 __all__ = ["ClaimedDocument", "ClaimedDocuments"]
 
 REMEMBERED = 20_000
@@ -23,11 +25,19 @@ class ClaimedDocument(NamedTuple):
     entries: Mapping[str, Mapping[str, Any]]
     """The stored value of each entry, by message id."""
 
-    def stored(self, ids: Sequence[str]) -> list[Mapping[str, Any]] | None:
-        """The stored values of ``ids``, or None if the claim did not see them all."""
-        if not all(i in self.entries for i in ids):
-            return None
-        return [self.entries[i] for i in ids]
+    @classmethod
+    def read(cls, doc: Mapping[str, Any], fields: OutboxFields) -> ClaimedDocument:
+        """The document ``doc`` (with its outbox, ``<f>_seq`` and ``<f>_pending``) as read."""
+        outbox = doc.get(fields.array) or []
+        return cls(
+            seq=doc.get(fields.seq) if doc.get(fields.pending) else None,
+            size=len(outbox),
+            entries={str(raw.get("id")): raw for raw in outbox},
+        )
+
+    def seen(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` whose entries were read, in order."""
+        return [i for i in ids if i in self.entries]
 
     def whole(self, ids: Sequence[str]) -> bool:
         """True if ``ids`` were the whole outbox at the claim (the ack may empty it, guarded
@@ -51,6 +61,3 @@ class ClaimedDocuments:
     def take(self, ref: str | int | None) -> ClaimedDocument | None:
         """The document claimed under ``ref``, forgotten from now on (None if unknown)."""
         return self._documents.pop(ref, None) if isinstance(ref, str) else None
-
-    def __len__(self) -> int:
-        return len(self._documents)

@@ -95,16 +95,8 @@ class Outboxes:
         for _, name, doc in found:
             attempts: dict[str, int] = doc.get(f.retry) or {}
             ref = make_ref(name, doc["_id"])
-            outbox: list[dict[str, Any]] = doc.get(f.array) or []
-            self._claimed.remember(
-                ref,
-                ClaimedDocument(
-                    seq=doc.get(f.seq) if doc.get(f.pending) else None,
-                    size=len(outbox),
-                    entries={str(raw["id"]): raw for raw in outbox},
-                ),
-            )
-            for raw in outbox[: limit - len(envelopes)]:
+            self._claimed.remember(ref, ClaimedDocument.read(doc, f))
+            for raw in (doc.get(f.array) or [])[: limit - len(envelopes)]:
                 envelopes.append(
                     Envelope(
                         message=decode_entry(raw),
@@ -144,14 +136,15 @@ class Outboxes:
             for doc_id, items in docs.items():
                 ids = [str(e.message.id) for e in items]
                 claimed = self._claimed.take(items[0].ref)
-                stored = claimed.stored(ids) if claimed else None
-                if claimed is None or stored is None:
+                if claimed is None or len(claimed.seen(ids)) < len(ids):
                     await self._read_and_remove(coll, doc_id, ids, session)
-                elif claimed.whole(ids):
-                    empties.append(UpdateOne(*self._empty(doc_id, claimed.seq)))
-                    unless_emptied.append(UpdateOne(*self._pull(doc_id, stored, ids)))
+                    continue
+                empty, pull = self._plan(doc_id, claimed, ids)
+                if empty is None:
+                    pulls.append(UpdateOne(*pull))
                 else:
-                    pulls.append(UpdateOne(*self._pull(doc_id, stored, ids)))
+                    empties.append(UpdateOne(*empty))
+                    unless_emptied.append(UpdateOne(*pull))
             if empties and await self._bulk(coll, empties, session) < len(empties):
                 pulls += unless_emptied
             if pulls:
@@ -164,6 +157,14 @@ class Outboxes:
         session: AsyncClientSession | None,
     ) -> int:
         return await bulk_write(coll, ops, per_command=self._schema.per_command, session=session)
+
+    def _plan(
+        self, doc_id: Any, claimed: ClaimedDocument, ids: Sequence[str]
+    ) -> tuple[Update | None, Update]:
+        """The guarded emptying (None unless ``ids`` were the whole outbox) and the pull of
+        the entries ``ids`` (all seen by ``claimed``)."""
+        pull = self._pull(doc_id, [claimed.entries[i] for i in ids], ids)
+        return (self._empty(doc_id, claimed.seq) if claimed.whole(ids) else None), pull
 
     def _empty(self, doc_id: Any, seq: Any) -> Update:
         """Empty the outbox and unset the markers, unless appended to since ``seq``."""
@@ -191,17 +192,13 @@ class Outboxes:
         )
         if current is None:
             return
-        outbox = current.get(f.array) or []
-        wanted = set(ids)
-        stored = [raw for raw in outbox if raw.get("id") in wanted]
-        present = [str(raw.get("id")) for raw in stored]
-        seq = current.get(f.seq) if current.get(f.pending) else None
-        if seq is not None and len(stored) == len(outbox):
-            emptied = await coll.update_one(*self._empty(doc_id, seq), session=session)
-            if emptied.matched_count:
-                return
-        if stored:
-            await coll.update_one(*self._pull(doc_id, stored, present), session=session)
+        read = ClaimedDocument.read(current, f)
+        present = read.seen(ids)
+        empty, pull = self._plan(doc_id, read, present)
+        if empty is not None and (await coll.update_one(*empty, session=session)).matched_count:
+            return
+        if present:
+            await coll.update_one(*pull, session=session)
 
     async def reschedule(
         self,
