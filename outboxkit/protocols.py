@@ -176,7 +176,10 @@ class Store(Protocol):
         """Return when new messages may be pending (a wake-up) or after ``timeout`` seconds.
 
         Return the shards that got new messages when the store knows them (so only their
-        workers claim), or None to wake every shard (a timeout, or no such knowledge).
+        workers claim), or None to wake every shard (a timeout, or no such knowledge). A
+        store that names shards also names those that got messages between two calls: the
+        next call returns them at once (the relay waits for one group of workers to finish
+        before it calls again).
 
         A store whose every commit is followed by such a wake-up of its shard may say so
         with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its

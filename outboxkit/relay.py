@@ -7,7 +7,8 @@ Tasks of a running :class:`ShardedRelay`:
 * one **shard worker** per held lease (:class:`~outboxkit.relay_worker.ShardWorker`): claim a
   batch, publish it, ack / retry / dead-letter it, repeat;
 * one **wake-up** task (:class:`~outboxkit.relay_wakeup.Wakeup`) waiting on ``store.wait`` and
-  waking idle workers.
+  waking idle workers, in groups: the shards named while one group is at work go together
+  in the next (so a trickle of commits shares claims, produce requests and acks).
 """
 
 from __future__ import annotations

@@ -92,6 +92,9 @@ class ShardWorker:
                 await self._loop()
             except LeaseLostError:
                 self.lost = True
+            finally:
+                self._wakeup.unpark(self.shard)
+                self._wakeup.done(self.shard)
 
     async def _loop(self) -> None:
         while not self.stopping:
@@ -128,6 +131,8 @@ class ShardWorker:
                 self.busy = False
             if not settled or self._drained(envelopes, wake):
                 await self._pause(wake)
+            else:
+                self._wakeup.done(self.shard)
 
     def _drained(self, claimed: Sequence[Envelope], wake: anyio.Event) -> bool:
         """True if claiming again now would find nothing: the claim came back short, the
@@ -159,9 +164,13 @@ class ShardWorker:
         if self._next_due is not None:
             timeout = min(timeout, max(0.0, self._next_due - now))
         self._noticed = False
-        with anyio.move_on_after(timeout):
-            await wake.wait()
-            self._noticed = self._wakeup.noticed(self.shard)
+        self._wakeup.park(self.shard)
+        try:
+            with anyio.move_on_after(timeout):
+                await wake.wait()
+                self._noticed = self._wakeup.noticed(self.shard)
+        finally:
+            self._wakeup.unpark(self.shard)
         if self._next_due is not None and anyio.current_time() >= self._next_due:
             self._next_due = None
 

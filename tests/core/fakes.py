@@ -243,6 +243,9 @@ class FakeStore:
     async def wait(self, timeout: float) -> set[int] | None:
         """The shards that got messages since the last call, or None after ``timeout``."""
         await self._enter("wait")
+        if self._woke:
+            woke, self._woke = self._woke, set()
+            return woke
         if self._signal is None or self._signal.is_set():
             self._signal = anyio.Event()
         with anyio.move_on_after(timeout):

@@ -19,9 +19,11 @@ from fakes import (
     wait_for,
 )
 
+from outboxkit import relay_wakeup
 from outboxkit.message import Message
 from outboxkit.protocols import Failed, Outcome, Relay
 from outboxkit.relay import ShardedRelay
+from outboxkit.sharding import shard_of
 
 pytestmark = pytest.mark.anyio
 
@@ -130,6 +132,40 @@ async def test_a_commit_during_a_batch_is_claimed_at_once_when_every_commit_wake
         await wait_for(lambda: len(publisher.delivered) == 2, timeout=2.0)  # not the 30 s poll
 
     await running([relay], body)
+
+
+def _on_two_shards(shard_count: int) -> tuple[Message, Message]:
+    """One message for each of two aggregates that land on different shards."""
+    first, *rest = messages(aggregates=shard_count * 4, per_aggregate=1)
+    taken = shard_of(first.aggregate_id, shard_count)
+    second = next(m for m in rest if shard_of(m.aggregate_id, shard_count) != taken)
+    return first, second
+
+
+@pytest.mark.parametrize(("group_wait", "order"), [(30.0, "first"), (0.05, "second")])
+async def test_a_named_wake_up_waits_for_the_group_in_flight_at_most_group_wait(
+    monkeypatch: pytest.MonkeyPatch, group_wait: float, order: str
+) -> None:
+    """A commit named while the previous wake-up's workers are still publishing waits for
+    them (its claim then goes with the next group), but never longer than ``GROUP_WAIT``."""
+    monkeypatch.setattr(relay_wakeup, "GROUP_WAIT", group_wait)
+    slow, quick = _on_two_shards(8)
+    publisher = FakePublisher(delay=lambda m: 1.0 if m.id == slow.id else 0.0)
+    store = FakeStore(shard_count=8)
+    store.wakes_every_commit = True
+    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+    async def body() -> None:
+        await wait_for(lambda: len(relay.shards) == 8 and store.calls["claim"] >= 8)
+        await anyio.sleep(0.1)  # every worker found nothing and waits for a wake-up
+        store.add(slow)
+        await wait_for(lambda: publisher.in_flight == 1, timeout=2.0)
+        store.add(quick)
+        await wait_for(lambda: len(publisher.delivered) == 2, timeout=3.0)
+
+    await running([relay], body)
+    expected = [slow.id, quick.id] if order == "first" else [quick.id, slow.id]
+    assert [m.id for m in publisher.delivered] == expected
 
 
 async def test_per_aggregate_order_with_random_delays_and_failures() -> None:

@@ -14,6 +14,7 @@ from outboxkit_postgres import PostgresOutbox, PostgresStore
 from outboxkit.errors import InvalidMessageError, OutboxError, SchemaMissingError
 from outboxkit.message import Message
 from outboxkit.protocols import Lease
+from outboxkit.sharding import shard_of
 from outboxkit.testing import make_message
 
 pytestmark = pytest.mark.anyio
@@ -209,3 +210,21 @@ async def test_notify_wakes_the_relay(
     await wait_woken_by_commit(0.2)
     lease: Lease | None = await store.acquire("r", 0, 60)
     assert lease is not None
+
+
+async def test_commits_between_waits_are_named_by_the_next_wait_at_once(
+    store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection
+) -> None:
+    """The relay calls ``wait`` only between groups of claims: the shards of commits made
+    while nobody waited come back from the next call, without waiting for another commit."""
+    await store.wait(0.01)  # opens the LISTEN connection
+    messages = [make_message(f"agg-{i}", i) for i in range(6)]
+    for message in messages:
+        async with conn.transaction():
+            await outbox.add(conn, message)
+    expected = {shard_of(m.aggregate_id, store.shard_count) for m in messages}
+    await anyio.sleep(0.2)  # the notifications arrive while nobody waits
+    with anyio.fail_after(5):
+        named = await store.wait(30)
+    assert named is not None
+    assert set(named) == expected
