@@ -88,7 +88,8 @@ class Wakeup:
         while True:
             with anyio.move_on_after(GROUP_WAIT):
                 await self._group_done.wait()
-            self._group.clear()
+            self._group.clear()  # the rest of a slow group no longer holds wake-ups back
+            self._group_done.set()
             shards: Collection[int] | None = None
             try:
                 shards = await store.wait(poll_interval)
