@@ -27,7 +27,8 @@ class Wakeup:
     claim, publish and ack together (the store and the publisher merge their calls of one
     event-loop turn), and the shards named meanwhile wait, in the store, until that group is
     done (at most :data:`GROUP_WAIT` s) to go together in the next. At a trickle (one message
-    per shard per wake-up) this turns one cycle per message into one per group.
+    per shard per wake-up), a commit then waits for at most one group in flight instead of
+    interleaving with as many separate shard cycles (and produce requests) as recent commits.
     """
 
     def __init__(self) -> None:
