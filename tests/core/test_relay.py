@@ -157,7 +157,7 @@ async def test_a_named_wake_up_waits_for_the_group_in_flight_at_most_group_wait(
 
     async def body() -> None:
         await wait_for(lambda: len(relay.shards) == 8 and store.calls["claim"] >= 8)
-        await anyio.sleep(0.1)  # every worker found nothing and waits for a wake-up
+        await anyio.sleep(0.3)  # every worker found nothing and waits for a wake-up
         store.add(slow)
         await wait_for(lambda: publisher.in_flight == 1, timeout=2.0)
         store.add(quick)
