@@ -760,7 +760,7 @@ class FerretDB(Server):
         return [
             str(self.exe),
             "--handler=postgresql",
-            f"--postgresql-url=postgres://postgres@{HOST}:{PORTS['postgres']}/{self.database}"
+            f"--postgresql-url=postgres://postgres@{HOST}:{Postgres.port}/{self.database}"
             "?pool_max_conns=100",
             self.marker(),
             f"--listen-addr={HOST}:{self.port}",

@@ -133,21 +133,32 @@ async def test_ack_by_a_store_that_did_not_claim_reads_each_document(
     await assert_emptied(mongo_db, docs)
 
 
-async def test_append_between_claim_and_ack_survives(
+async def claim_o1_with_a_and_b(
     store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
-) -> None:
+) -> tuple[Lease, list[Envelope]]:
+    """Write events a and b to document o1; lease its shard and claim them."""
     await write(mongo_db, outbox, "o1", "a", "b")
     lease = await store.acquire("r1", shard_of("o1", store.shard_count), 30)
     assert lease is not None
-    claimed = await store.claim(lease, 10)
-    await write(mongo_db, outbox, "o1", "c")  # a writer appends after the claim
-    await store.ack(lease, claimed)
+    return lease, await store.claim(lease, 10)
 
+
+async def assert_only_c_left(store: MongoStore, mongo_db: AsyncDatabase[Any], lease: Lease) -> None:
+    """o1 still holds the appended c, pending, and the next claim returns it."""
     doc = await mongo_db["orders"].find_one({"_id": "o1"})
     assert doc is not None
     assert [e["event_type"] for e in doc["outbox"]] == ["c"]
     assert doc["outbox_pending"] is True
     assert [e.message.event_type for e in await store.claim(lease, 10)] == ["c"]
+
+
+async def test_append_between_claim_and_ack_survives(
+    store: MongoStore, mongo_db: AsyncDatabase[Any], outbox: MongoOutbox
+) -> None:
+    lease, claimed = await claim_o1_with_a_and_b(store, mongo_db, outbox)
+    await write(mongo_db, outbox, "o1", "c")  # a writer appends after the claim
+    await store.ack(lease, claimed)
+    await assert_only_c_left(store, mongo_db, lease)
 
 
 async def test_append_between_the_acks_read_and_write_survives(
@@ -157,10 +168,7 @@ async def test_append_between_the_acks_read_and_write_survives(
     mongo_settings: MongoSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await write(mongo_db, outbox, "o1", "a", "b")
-    lease: Lease | None = await store.acquire("r1", shard_of("o1", store.shard_count), 30)
-    assert lease is not None
-    claimed = await store.claim(lease, 10)
+    lease, claimed = await claim_o1_with_a_and_b(store, mongo_db, outbox)
     original: Op = AsyncCollection.find_one
 
     async def read_then_append(self: AsyncCollection[Any], *a: Any, **k: Any) -> Any:
@@ -174,9 +182,4 @@ async def test_append_between_the_acks_read_and_write_survives(
         monkeypatch.setattr(AsyncCollection, "find_one", read_then_append)
         await other.ack(lease, claimed)
         monkeypatch.undo()
-
-    doc = await mongo_db["orders"].find_one({"_id": "o1"})
-    assert doc is not None
-    assert [e["event_type"] for e in doc["outbox"]] == ["c"]
-    assert doc["outbox_pending"] is True
-    assert [e.message.event_type for e in await store.claim(lease, 10)] == ["c"]
+    await assert_only_c_left(store, mongo_db, lease)

@@ -15,7 +15,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from outboxkit.message import Message
 from outboxkit.protocols import Envelope
-from outboxkit_mongodb.bulk import bulk_write
 from outboxkit_mongodb.claimed import ClaimedDocument, ClaimedDocuments
 from outboxkit_mongodb.entries import as_utc, decode_entry, encode_entry, make_ref, parse_ref
 from outboxkit_mongodb.names import OutboxFields
@@ -145,18 +144,10 @@ class Outboxes:
                 else:
                     empties.append(UpdateOne(*empty))
                     unless_emptied.append(UpdateOne(*pull))
-            if empties and await self._bulk(coll, empties, session) < len(empties):
+            if empties and await self._schema.bulk_write(coll, empties, session) < len(empties):
                 pulls += unless_emptied
             if pulls:
-                await self._bulk(coll, pulls, session)
-
-    async def _bulk(
-        self,
-        coll: AsyncCollection[dict[str, Any]],
-        ops: Sequence[UpdateOne],
-        session: AsyncClientSession | None,
-    ) -> int:
-        return await bulk_write(coll, ops, per_command=self._schema.per_command, session=session)
+                await self._schema.bulk_write(coll, pulls, session)
 
     def _plan(
         self, doc_id: Any, claimed: ClaimedDocument, ids: Sequence[str]
@@ -220,7 +211,7 @@ class Outboxes:
                 )
                 for doc_id, items in docs.items()
             ]
-            await self._bulk(self._schema.aggregates(name), ops, session)
+            await self._schema.bulk_write(self._schema.aggregates(name), ops, session)
 
     async def append(self, collection: str, doc_id: Any, message: Message, shard: int) -> bool:
         """Append ``message`` to an existing document's outbox (replay); False if it is gone."""

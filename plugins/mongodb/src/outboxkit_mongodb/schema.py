@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
@@ -45,6 +47,16 @@ class Schema:
         for name in self.collections:
             check_collection(name, "aggregate collection")
         check_collection(f"{self.prefix}meta", "collection prefix")
+
+    async def bulk_write(
+        self,
+        coll: AsyncCollection[Any],
+        ops: Sequence[UpdateOne | ReplaceOne[Any]],
+        session: AsyncClientSession | None = None,
+    ) -> int:
+        """``ops`` on ``coll``, unordered, in commands of at most :attr:`per_command`
+        statements; the documents matched."""
+        return await bulk_write(coll, ops, per_command=self.per_command, session=session)
 
     @property
     def meta(self) -> AsyncCollection[Any]:
@@ -82,7 +94,7 @@ class Schema:
             meta = await self.meta.find_one({"_id": META_ID})
         assert meta is not None
         stored = int(meta["shard_count"])
-        await bulk_write(
+        await self.bulk_write(
             self.leases,
             [
                 UpdateOne(
@@ -92,7 +104,6 @@ class Schema:
                 )
                 for shard in range(stored)
             ],
-            per_command=self.per_command,
         )
         await self.instances.create_index([("expires_at", ASCENDING)], name="expires_at")
         await self.dead_letters.create_index(

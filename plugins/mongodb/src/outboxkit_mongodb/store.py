@@ -28,7 +28,6 @@ from pymongo.errors import InvalidURI, PyMongoError
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
 from outboxkit.secrets import mask_dsn
-from outboxkit_mongodb.bulk import bulk_write
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -242,12 +241,7 @@ class MongoStore:
                 ReplaceOne(key, doc, upsert=True)
                 for key, doc in (dead_letter_document(e, error, now) for e in envelopes)
             ]
-            await bulk_write(
-                self._schema.dead_letters,
-                ops,
-                per_command=self._schema.per_command,
-                session=session,
-            )
+            await self._schema.bulk_write(self._schema.dead_letters, ops, session)
             await self._outboxes.remove(envelopes, session)
 
         await self._fenced(lease, body)
