@@ -8,6 +8,7 @@ from outboxkit.errors import (
     PluginNotFoundError,
     PublisherUnavailableError,
     SchemaMissingError,
+    ServerUnavailableError,
     StoreUnavailableError,
 )
 from outboxkit.ids import uuid7
@@ -48,6 +49,7 @@ __all__ = [
     "Relay",
     "RelaySettings",
     "SchemaMissingError",
+    "ServerUnavailableError",
     "ShardedRelay",
     "Store",
     "StoreStatus",

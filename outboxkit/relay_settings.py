@@ -48,6 +48,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         float,
         msgspec.Meta(ge=0, description="seconds to finish in-flight batches on shutdown"),
     ] = 30.0
+    startup_timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)] | None,
+        msgspec.Meta(
+            description="how long to keep trying to reach the store and the broker at start, "
+            "e.g. 30s or 5m, before giving up (exit status 2) (default: none, keep trying)",
+            extra={"duration": True},
+        ),
+    ] = None
     exit_when_idle: Annotated[
         bool,
         msgspec.Meta(description="stop once no message is pending (demos, batch jobs)"),

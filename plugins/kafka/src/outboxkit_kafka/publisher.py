@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from outboxkit import metrics
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.protocols import Failed, Outcome
@@ -94,20 +95,30 @@ class KafkaPublisher:
         self._topics = TopicCheck(self._producer.client, self._creator)
 
     async def close(self) -> None:
-        """Flush queued records and stop the producer. Idempotent."""
+        """Stop the producer, which sends the records still queued, and the topic admin
+        client, within :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds: past that they are
+        left behind (the relay publishes their messages again). Idempotent."""
         producer, self._producer, self._topics = self._producer, None, None
         self._sender.reset()
-        if self._creator is not None:
-            await self._creator.close()
-        if producer is None:
-            return
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(self.settings.delivery_timeout_ms / 1000):
-                try:
-                    await producer.flush()
-                except Exception as exc:
-                    log.warning("Kafka flush on close failed: %s", exc)
-            await producer.stop()
+            async with anyio.create_task_group() as tg:
+                if self._creator is not None:
+                    tg.start_soon(self._creator.close)
+                if producer is not None:
+                    tg.start_soon(self._stop, producer)
+
+    async def _stop(self, producer: AIOKafkaProducer) -> None:
+        try:
+            stopped = await close_within(producer.stop, CLOSE_TIMEOUT)
+        except Exception as exc:
+            log.warning("stopping the Kafka producer failed: %s", exc)
+            return
+        if not stopped:
+            log.warning(
+                "the Kafka producer did not stop within %gs (no answer from %s): gave up",
+                CLOSE_TIMEOUT,
+                self.settings.bootstrap_servers,
+            )
 
     def _broken(self) -> str | None:
         """Why the producer must be replaced, if it must."""

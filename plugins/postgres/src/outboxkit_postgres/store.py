@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 import anyio
 import asyncpg
 
+from outboxkit.closing import CLOSE_TIMEOUT
 from outboxkit.errors import (
     ConfigurationError,
     LeaseLostError,
@@ -25,6 +27,17 @@ from outboxkit_postgres.names import OutboxNames, query_texts
 from outboxkit_postgres.settings import PostgresSettings
 
 __all__ = ["PostgresStore"]
+
+
+_REFUSALS = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, wrong password, pg_hba
+    asyncpg.InvalidCatalogNameError,  # unknown database
+    asyncpg.ClientConfigurationError,
+    ssl.SSLCertVerificationError,
+    ValueError,  # a malformed DSN
+)
+"""Connection errors that trying again will not fix: ``retriable=False``."""
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
@@ -74,15 +87,18 @@ class PostgresStore:
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         reason = str(exc).replace(self._settings.dsn, mask_dsn(self._settings.dsn))
+        refused = isinstance(exc, _REFUSALS)
         return StoreUnavailableError(
             f"cannot connect to PostgreSQL at {mask_dsn(self._settings.dsn)}: "
             f"{type(exc).__name__}: {reason}"
+            + ("; check the user, password and database of the DSN" if refused else ""),
+            retriable=not refused,
         )
 
     async def _connect(self) -> asyncpg.Connection:
         try:
             return await asyncpg.connect(self._settings.dsn, timeout=self._settings.connect_timeout)
-        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise self._unavailable(exc) from None
 
     async def _create_pool(
@@ -97,7 +113,7 @@ class PostgresStore:
                 server_settings=server_settings,
                 reset=_keep_session,
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise self._unavailable(exc) from None
         return pool
 
@@ -144,17 +160,21 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
-        """Close the pools and the LISTEN connection. Idempotent."""
+        """Close the pools and the LISTEN connection, cutting the connections that are not
+        closed within :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds. Idempotent."""
         listener, self._listener = self._listener, None
         pools = [p for p in (self._pool, self._lease_pool) if p is not None]
         self._pool = self._lease_pool = None
         with anyio.CancelScope(shield=True):
-            await self._claims.close()
-            await self._acks.close()
-            if listener is not None:
-                await listener.close()
+            with anyio.move_on_after(CLOSE_TIMEOUT):  # asyncpg cuts what it was closing
+                await self._claims.close()
+                await self._acks.close()
+                if listener is not None:
+                    await listener.close()
+                for pool in pools:
+                    await pool.close()
             for pool in pools:
-                await pool.close()
+                pool.terminate()  # those not closed yet
 
     def _main(self) -> asyncpg.Pool:
         if self._pool is None:
