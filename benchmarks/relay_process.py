@@ -28,7 +28,7 @@ from benchmarks.profiling import profiled
 from benchmarks.timing import AckClock
 from outboxkit.protocols import Publisher
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["main"]
 

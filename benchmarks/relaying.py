@@ -10,7 +10,7 @@ from benchmarks.progress import Progress, wait_until
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["relay_until"]
 

@@ -24,7 +24,7 @@ from benchmarks.targets import BrokerTarget
 from benchmarks.verify import Tally
 from benchmarks.workload import make_messages
 from outboxkit.message import Message
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["PIPELINES", "run"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from outboxkit.cli import main
-from outboxkit.cli_errors import Scrubber, outbox_error
+from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.errors import ConfigurationError, LeaseLostError, StoreUnavailableError
 
 
@@ -85,7 +85,7 @@ def test_crashes_and_outbox_errors_are_scrubbed(
     def fail(argv: object, environ: object = None) -> None:
         raise error
 
-    monkeypatch.setattr("outboxkit.cli.parse", fail)
+    monkeypatch.setattr("outboxkit.cli.app.parse", fail)
     assert main(["status"]) == status
     err = capsys.readouterr().err
     assert expected in err and "hunter2" not in err

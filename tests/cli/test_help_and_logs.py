@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from outboxkit.cli import main
-from outboxkit.cli_plugins import load as real_load
-from outboxkit.embedded.sqlite_settings import SqliteSettings
-from outboxkit.embedded.sqlite_store import SqliteStore
+from outboxkit.cli.plugins import load as real_load
+from outboxkit.embedded.sqlite.settings import SqliteSettings
+from outboxkit.embedded.sqlite.store import SqliteStore
 from outboxkit.plugins import StorePlugin
 
 
@@ -81,7 +81,7 @@ def test_startup_log_masks_secrets(
     def load(kind: Any, name: str) -> Any:
         return SECRETIVE if name == "secretive" else real_load(kind, name)
 
-    monkeypatch.setattr("outboxkit.cli.load", load)
+    monkeypatch.setattr("outboxkit.cli.app.load", load)
     caplog.set_level(logging.INFO)
     assert main(["migrate", "--store", "secretive"]) == 0
     argv = ["relay", "--store", "secretive", "--exit-when-idle", "--stdout-path", "out.jsonl"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from outboxkit.embedded.stdout_publisher import StdoutPublisher, plugin
-from outboxkit.embedded.stdout_records import decode_line, payload_bytes
-from outboxkit.embedded.stdout_settings import StdoutSettings
+from outboxkit.embedded.stdout.publisher import StdoutPublisher, plugin
+from outboxkit.embedded.stdout.records import decode_line, payload_bytes
+from outboxkit.embedded.stdout.settings import StdoutSettings
 from outboxkit.errors import ConfigurationError
 from outboxkit.message import HEADER_ID, Message
 from outboxkit.plugins import PUBLISHER_GROUP

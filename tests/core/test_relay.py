@@ -19,10 +19,10 @@ from fakes import (
     wait_for,
 )
 
-from outboxkit import relay_wakeup
 from outboxkit.message import Message
 from outboxkit.protocols import Failed, Outcome, Relay
 from outboxkit.relay import ShardedRelay
+from outboxkit.relay import wakeup as relay_wakeup
 from outboxkit.sharding import shard_of
 
 pytestmark = pytest.mark.anyio

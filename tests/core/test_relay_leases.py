@@ -8,9 +8,9 @@ import anyio
 import pytest
 from fakes import FakePublisher, FakeStore, gated, messages, running, settings, wait_for
 
-from outboxkit.leases import claimable_shards
 from outboxkit.protocols import LeaseInfo
 from outboxkit.relay import ShardedRelay
+from outboxkit.relay.leases import claimable_shards
 
 pytestmark = pytest.mark.anyio
 

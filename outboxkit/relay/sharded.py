@@ -2,11 +2,11 @@
 
 Tasks of a running :class:`ShardedRelay`:
 
-* a **lease keeper** (:class:`~outboxkit.leases.LeaseKeeper`) heartbeats, renews leases and
+* a **lease keeper** (:class:`~outboxkit.relay.leases.LeaseKeeper`) heartbeats, renews leases and
   rebalances shards to a fair share, on its own task so publishing never starves it;
-* one **shard worker** per held lease (:class:`~outboxkit.relay_worker.ShardWorker`): claim a
+* one **shard worker** per held lease (:class:`~outboxkit.relay.worker.ShardWorker`): claim a
   batch, publish it, ack / retry / dead-letter it, repeat;
-* one **wake-up** task (:class:`~outboxkit.relay_wakeup.Wakeup`) waiting on ``store.wait`` and
+* one **wake-up** task (:class:`~outboxkit.relay.wakeup.Wakeup`) waiting on ``store.wait`` and
   waking idle workers, in groups: the shards named while one group is at work go together
   in the next (so a trickle of commits shares claims, produce requests and acks).
 """
@@ -21,14 +21,14 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from outboxkit.leases import LeaseKeeper
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
-from outboxkit.relay_log import brief, log
-from outboxkit.relay_pool import RELEASE_TIMEOUT, WorkerPool
-from outboxkit.relay_settings import RelaySettings
-from outboxkit.relay_wakeup import Wakeup
-from outboxkit.relay_worker import RelayContext
+from outboxkit.relay.leases import LeaseKeeper
+from outboxkit.relay.log import brief, log
+from outboxkit.relay.pool import RELEASE_TIMEOUT, WorkerPool
+from outboxkit.relay.settings import RelaySettings
+from outboxkit.relay.wakeup import Wakeup
+from outboxkit.relay.worker import RelayContext
 
 __all__ = ["RelayMetrics", "ShardedRelay", "default_instance_id"]
 

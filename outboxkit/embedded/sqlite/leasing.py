@@ -1,6 +1,6 @@
 """Relay instances and shard leases of the SQLite store (blocking; run in a worker thread).
 
-Every expiry is compared with the database clock (:data:`~outboxkit.embedded.sqlite_db.NOW`).
+Every expiry is compared with the database clock (:data:`~outboxkit.embedded.sqlite.db.NOW`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from outboxkit.embedded.sqlite_db import NOW, Tables, immediate
+from outboxkit.embedded.sqlite.db import NOW, Tables, immediate
 from outboxkit.errors import LeaseLostError
 from outboxkit.protocols import Lease, LeaseInfo
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from outboxkit.embedded.sqlite_codec import MESSAGE_COLUMNS, message_row
-from outboxkit.embedded.sqlite_db import NOW, Tables, read_shard_count
+from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMNS, message_row
+from outboxkit.embedded.sqlite.db import NOW, Tables, read_shard_count
 from outboxkit.errors import ConfigurationError, InvalidMessageError
 from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
 from outboxkit.sharding import shard_of

@@ -1,6 +1,6 @@
 """The stdout publisher (``--publisher stdout``): each message as one JSON line on standard
 output or appended to a file, flushed once per publish call. Every message counts as
-delivered; see :mod:`outboxkit.embedded.stdout_records` for the line format."""
+delivered; see :mod:`outboxkit.embedded.stdout.records` for the line format."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-from outboxkit.embedded.stdout_records import encode_line
-from outboxkit.embedded.stdout_settings import StdoutSettings
+from outboxkit.embedded.stdout.records import encode_line
+from outboxkit.embedded.stdout.settings import StdoutSettings
 from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import Message, check_template
 from outboxkit.plugins import PublisherPlugin

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 
 from outboxkit.protocols import Store
-from outboxkit.relay_log import brief, log
+from outboxkit.relay.log import brief, log
 
 __all__ = ["GROUP_WAIT", "Wakeup"]
 

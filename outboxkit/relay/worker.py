@@ -10,14 +10,14 @@ from typing import TypeVar
 
 import anyio
 
-from outboxkit.backoff import backoff_delay
 from outboxkit.errors import LeaseLostError, StoreUnavailableError
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Envelope, Failed, Lease, Outcome, Publisher, Store
-from outboxkit.relay_log import brief, log
-from outboxkit.relay_outcomes import Settlement, settle
-from outboxkit.relay_settings import RelaySettings
-from outboxkit.relay_wakeup import Wakeup
+from outboxkit.relay.backoff import backoff_delay
+from outboxkit.relay.log import brief, log
+from outboxkit.relay.settings import RelaySettings
+from outboxkit.relay.settlement import Settlement, settle
+from outboxkit.relay.wakeup import Wakeup
 
 __all__ = ["RelayContext", "ShardWorker"]
 

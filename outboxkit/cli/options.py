@@ -20,9 +20,9 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 import msgspec.inspect as mi
 
-from outboxkit.config import ENV_PREFIX, ConfigFile
+from outboxkit.cli.config import ENV_PREFIX, ConfigFile
 from outboxkit.errors import ConfigurationError
-from outboxkit.secrets import mask_dsn
+from outboxkit.masking import mask_dsn
 
 __all__ = ["SettingField", "SettingsSpec", "mask_text", "masked_settings", "secret_values"]
 

@@ -1,6 +1,6 @@
 """The embedded SQLite store (``--store sqlite``): the outbox in a local file, no server.
 
-Services write with :class:`~outboxkit.embedded.sqlite_writer.SqliteOutbox` inside their own
+Services write with :class:`~outboxkit.embedded.sqlite.writer.SqliteOutbox` inside their own
 ``sqlite3`` transaction; the relay side below runs the blocking ``sqlite3`` calls in worker
 threads over one connection, one call at a time. SQLite has no notifications, so
 :meth:`SqliteStore.wait` polls ``PRAGMA data_version``, which changes when another connection
@@ -17,10 +17,9 @@ from uuid import UUID
 import anyio
 import anyio.to_thread
 
-from outboxkit.embedded import sqlite_leasing as leasing
-from outboxkit.embedded import sqlite_messages as messages
-from outboxkit.embedded.sqlite_db import Tables, connect, migrate_schema, read_shard_count
-from outboxkit.embedded.sqlite_settings import SqliteSettings
+from outboxkit.embedded.sqlite import leasing, messages
+from outboxkit.embedded.sqlite.db import Tables, connect, migrate_schema, read_shard_count
+from outboxkit.embedded.sqlite.settings import SqliteSettings
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
 from outboxkit.plugins import StorePlugin
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus

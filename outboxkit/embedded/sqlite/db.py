@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 
-from outboxkit.embedded.sqlite_codec import MESSAGE_COLUMN_DEFS
+from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMN_DEFS
 from outboxkit.errors import ConfigurationError, SchemaMissingError
-from outboxkit.identifiers import check_identifier
+from outboxkit.sql_names import check_identifier
 
 __all__ = [
     "NOW",
@@ -26,7 +26,7 @@ NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """SQL expression: the database clock in seconds since the epoch (stable within a statement)."""
 
 BUSY_TIMEOUT_MS = 10_000
-MIGRATIONS = ("sqlite_schema.sql",)
+MIGRATIONS = ("schema.sql",)
 """Schema scripts; script ``i`` upgrades version ``i`` to ``i + 1``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -108,7 +108,7 @@ def read_shard_count(conn: sqlite3.Connection, tables: Tables) -> int:
 
 
 def _script(name: str, tables: Tables) -> list[str]:
-    text = files("outboxkit.embedded").joinpath(name).read_text(encoding="utf-8")
+    text = files("outboxkit.embedded.sqlite").joinpath(name).read_text(encoding="utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     sql = body.format(table=tables.outbox, message_columns=MESSAGE_COLUMN_DEFS)
     return [s.strip() for s in sql.split(";") if s.strip()]

@@ -2,7 +2,7 @@
 
 Options come from flags, then ``OUTBOXKIT_*`` environment variables, then a TOML file, then
 defaults. Each plugin's options are derived from its settings struct
-(:mod:`outboxkit.settings`), so the command is parsed twice: once to learn the command and the
+(:mod:`outboxkit.cli.options`), so the command is parsed twice: once to learn the command and the
 chosen ``--store``/``--publisher``, then with those plugins' options added.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from outboxkit import __version__
-from outboxkit.cli_commands import (
+from outboxkit.cli.commands import (
     COMMANDS,
     GROUPS,
     RELAY_SPEC,
@@ -28,11 +28,11 @@ from outboxkit.cli_commands import (
     Invocation,
     Selected,
 )
-from outboxkit.cli_errors import Scrubber, outbox_error
-from outboxkit.cli_plugins import KINDS, installed, load
-from outboxkit.config import ENV_PREFIX, ConfigFile, load_config
+from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
+from outboxkit.cli.errors import Scrubber, outbox_error
+from outboxkit.cli.options import SettingsSpec
+from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import ConfigurationError
-from outboxkit.settings import SettingsSpec
 
 __all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
 

@@ -8,8 +8,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from outboxkit.protocols import Lease
-from outboxkit.relay_log import brief, log
-from outboxkit.relay_worker import RelayContext, ShardWorker
+from outboxkit.relay.log import brief, log
+from outboxkit.relay.worker import RelayContext, ShardWorker
 
 __all__ = ["WorkerPool"]
 

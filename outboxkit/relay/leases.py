@@ -8,8 +8,8 @@ from collections.abc import Collection, Sequence
 import anyio
 
 from outboxkit.protocols import LeaseInfo, Store
-from outboxkit.relay_log import brief, log
-from outboxkit.relay_pool import WorkerPool
+from outboxkit.relay.log import brief, log
+from outboxkit.relay.pool import WorkerPool
 from outboxkit.sharding import fair_share
 
 __all__ = ["LeaseKeeper", "claimable_shards"]

@@ -2,7 +2,7 @@
 
 The file is found by ``--config PATH``, else ``OUTBOXKIT_CONFIG``, else ``./outboxkit.toml`` if
 it exists. Top-level keys choose plugins (``store = "pg"``, ``publisher = "kafka"``); tables hold
-settings: ``[relay]`` for :class:`~outboxkit.relay_settings.RelaySettings`, ``[<plugin>]`` for
+settings: ``[relay]`` for :class:`~outboxkit.relay.settings.RelaySettings`, ``[<plugin>]`` for
 each plugin's settings struct.
 """
 

@@ -10,9 +10,9 @@ from uuid import UUID
 
 import msgspec
 
-from outboxkit.embedded.sqlite_codec import MESSAGE_COLUMNS, message_from_row
-from outboxkit.embedded.sqlite_db import NOW, Tables, immediate
-from outboxkit.embedded.sqlite_leasing import check_lease
+from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMNS, message_from_row
+from outboxkit.embedded.sqlite.db import NOW, Tables, immediate
+from outboxkit.embedded.sqlite.leasing import check_lease
 from outboxkit.protocols import DeadLetter, Envelope, Lease
 
 __all__ = [

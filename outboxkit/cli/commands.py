@@ -14,13 +14,13 @@ from uuid import UUID
 import anyio
 import msgspec
 
-from outboxkit.cli_output import dead_letters_json, format_dead_letters, format_status
-from outboxkit.cli_plugins import KINDS, installed, load
-from outboxkit.config import ConfigFile
+from outboxkit.cli.config import ConfigFile
+from outboxkit.cli.options import SettingsSpec
+from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
+from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import OutboxError
 from outboxkit.protocols import Publisher, Relay, Store
-from outboxkit.relay_settings import RelaySettings
-from outboxkit.settings import SettingsSpec
+from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["COMMANDS", "GROUPS", "RELAY_SPEC", "CommandSpec", "Invocation", "Selected"]
 
