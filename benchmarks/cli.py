@@ -20,25 +20,25 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks.context import Context
-from benchmarks.machine import describe_host, package_versions
-from benchmarks.progress import say
-from benchmarks.report import markdown, run_directory, write_results
-from benchmarks.results import RunResults
-from benchmarks.server_versions import server_versions
-from benchmarks.servers import find_servers
-from benchmarks.sizes import SIZES
+from benchmarks.support.context import Context
+from benchmarks.support.machine import describe_host, package_versions
+from benchmarks.support.progress import say
+from benchmarks.support.result_files import markdown, run_directory, write_results
+from benchmarks.support.run_results import RunResults
+from benchmarks.support.server_urls import find_servers
+from benchmarks.support.server_versions import server_versions
+from benchmarks.support.sizes import SIZES
 
 __all__ = ["SCENARIOS", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 SCENARIOS = {
-    "throughput": "benchmarks.scenario_throughput",
-    "write": "benchmarks.scenario_write_path",
-    "latency": "benchmarks.scenario_latency",
-    "backlog": "benchmarks.scenario_backlog",
-    "scaling": "benchmarks.scenario_scaling",
+    "throughput": "benchmarks.scenarios.throughput",
+    "write": "benchmarks.scenarios.write_path",
+    "latency": "benchmarks.scenarios.latency",
+    "backlog": "benchmarks.scenarios.backlog",
+    "scaling": "benchmarks.scenarios.scaling",
 }
 """Scenario name -> module with ``async def run(ctx)``, imported when it runs (so one whose
 plugin is missing fails alone)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["Servers", "find_servers"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VARIABLES = {
     "postgres": "OUTBOXKIT_TEST_POSTGRES_URL",
     "kafka": "OUTBOXKIT_TEST_KAFKA_BOOTSTRAP",
