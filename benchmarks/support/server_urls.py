@@ -55,7 +55,7 @@ def find_servers() -> Servers:
     missing = [VARIABLES[name] for name, value in values.items() if not value]
     if missing:
         raise SystemExit(
-            f"outboxkit bench: {', '.join(missing)} not set: run `scripts/services up` and "
+            f"python -m benchmarks: {', '.join(missing)} not set: run `scripts/services up` and "
             '`eval "$(scripts/services env)"`'
         )
     return Servers(**values)

@@ -1,4 +1,4 @@
-"""``results.png`` is drawn for any subset of scenarios (``outboxkit bench --only ...``)."""
+"""``results.png`` is drawn for any subset of scenarios (``python -m benchmarks --only ...``)."""
 
 from __future__ import annotations
 

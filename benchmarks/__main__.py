@@ -1,6 +1,6 @@
-"""``outboxkit bench``: run the benchmark scenarios and write the results.
+"""``python -m benchmarks``: run the benchmark scenarios and write the results.
 
-    outboxkit bench --size smoke|small|full [--only throughput,latency] [--profile]
+    python -m benchmarks --size smoke|small|full [--only throughput,latency] [--profile]
 
 Exit status 0 when every scenario ran and every independent consumer saw no lost, reordered
 or foreign message; 1 otherwise. Missed performance bars are reported, not failures.
@@ -51,7 +51,7 @@ def scenario(name: str) -> Callable[[Context], Awaitable[None]]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="outboxkit bench",
+        prog="python -m benchmarks",
         description="Benchmark outboxkit against raw clients measured in the same run "
         "(needs the servers of scripts/services).",
     )
