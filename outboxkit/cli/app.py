@@ -1,4 +1,4 @@
-"""The ``outboxkit`` command: relay, migrate, status, dead-letters, plugins, bench.
+"""The ``outboxkit`` command: relay, migrate, status, dead-letters, plugins.
 
 Options come from flags, then ``OUTBOXKIT_*`` environment variables, then a TOML file, then
 defaults. Each plugin's options are derived from its settings struct
@@ -113,9 +113,6 @@ def build_parser(
     )
     root.add_argument("--version", action="version", version=f"outboxkit {__version__}")
     commands = root.add_subparsers(dest="command", metavar="COMMAND", required=add_help)
-    commands.add_parser(
-        "bench", help="run the benchmark suite (from a checkout of the repository)", add_help=False
-    )
     groups: dict[str, Any] = {}
     for name, help_text in GROUPS.items():
         group = commands.add_parser(
@@ -197,10 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     scrubber = Scrubber()
     try:
-        if argv[:1] == ["bench"]:
-            from outboxkit.cli_bench import run_bench
-
-            return run_bench(argv[1:])
         invocation = parse(argv)
         for selected in invocation.selected.values():
             scrubber.add(selected.spec.secrets(selected.settings))

@@ -1,4 +1,4 @@
-"""The machine-load figures of the latency scenario (``benchmarks.cpu_load``)."""
+"""The machine-load figures of the latency scenario (``benchmarks.support.cpu_load``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds  # noqa: E402
+from benchmarks.support.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds  # noqa: E402
 
 
 def test_role_seconds_counts_processes_started_in_between_and_skips_ended_ones() -> None:

@@ -1,4 +1,4 @@
-"""``results.png`` is drawn for any subset of scenarios (``outboxkit bench --only ...``)."""
+"""``results.png`` is drawn for any subset of scenarios (``python -m benchmarks --only ...``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.plot import plot  # noqa: E402
-from benchmarks.results import Bar, Latency, Measure, RunResults  # noqa: E402
+from benchmarks.support.plot import plot  # noqa: E402
+from benchmarks.support.run_results import Bar, Latency, Measure, RunResults  # noqa: E402
 
 THROUGHPUT = Measure(
     scenario="1 throughput", step="mongodb -> kafka", value=400.0, unit="msg/s", baseline=12e3

@@ -43,8 +43,9 @@ def test_store_commands_show_only_store_options(capsys: pytest.CaptureFixture[st
 
 def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_of(capsys)
-    for command in ("relay", "migrate", "status", "dead-letters", "plugins", "bench"):
+    for command in ("relay", "migrate", "status", "dead-letters", "plugins"):
         assert command in text
+    assert "bench" not in text
 
 
 def test_help_of_a_chosen_plugin(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["Servers", "find_servers"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VARIABLES = {
     "postgres": "OUTBOXKIT_TEST_POSTGRES_URL",
     "kafka": "OUTBOXKIT_TEST_KAFKA_BOOTSTRAP",
@@ -55,7 +55,7 @@ def find_servers() -> Servers:
     missing = [VARIABLES[name] for name, value in values.items() if not value]
     if missing:
         raise SystemExit(
-            f"outboxkit bench: {', '.join(missing)} not set: run `scripts/services up` and "
+            f"python -m benchmarks: {', '.join(missing)} not set: run `scripts/services up` and "
             '`eval "$(scripts/services env)"`'
         )
     return Servers(**values)

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from benchmarks.results import RunResults
-from benchmarks.scenario_throughput import SCENARIO as THROUGHPUT
+from benchmarks.scenarios.throughput import SCENARIO as THROUGHPUT
+from benchmarks.support.run_results import RunResults
 
 __all__ = ["plot"]
 

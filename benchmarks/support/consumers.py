@@ -13,9 +13,9 @@ import nats
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from benchmarks.brokers import KAFKA_PARTITIONS
-from benchmarks.verify import Tally
-from benchmarks.workload import SEQ_HEADER
+from benchmarks.support.correctness import Tally
+from benchmarks.support.destinations import KAFKA_PARTITIONS
+from benchmarks.support.workload import SEQ_HEADER
 from outboxkit.message import HEADER_AGGREGATE_ID, HEADER_ID
 
 __all__ = ["Consume", "consume_kafka", "consume_nats"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks.bulk_rows import add_rows, write_template
-from benchmarks.context import Context
-from benchmarks.pg_backlog import PgBacklog
-from benchmarks.progress import progress, say
-from benchmarks.results import Bar, Measure
-from benchmarks.stats import percentile
+from benchmarks.support.bulk_rows import add_rows, write_template
+from benchmarks.support.context import Context
+from benchmarks.support.pg_backlog import PgBacklog
+from benchmarks.support.progress import progress, say
+from benchmarks.support.run_results import Bar, Measure
+from benchmarks.support.stats import percentile
 
 __all__ = ["run"]
 

@@ -6,7 +6,7 @@ import time
 
 import anyio
 
-from benchmarks.progress import Progress, wait_until
+from benchmarks.support.progress import Progress, wait_until
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay import ShardedRelay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.results import Latency
+from benchmarks.support.run_results import Latency
 
 __all__ = ["latency_summary", "percentile"]
 

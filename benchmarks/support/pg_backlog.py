@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 
-from benchmarks.progress import Progress
+from benchmarks.support.progress import Progress
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 

@@ -10,7 +10,7 @@ from outboxkit_mongodb import MongoOutbox, MongoSettings, MongoStore
 from outboxkit_mongodb.bulk import bulk_write
 from pymongo import AsyncMongoClient, UpdateOne
 
-from benchmarks.progress import Progress
+from benchmarks.support.progress import Progress
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 

@@ -8,8 +8,8 @@ import asyncpg
 import nats
 from pymongo import AsyncMongoClient
 
-from benchmarks.machine import kafka_version
-from benchmarks.servers import Servers
+from benchmarks.support.machine import kafka_version
+from benchmarks.support.server_urls import Servers
 
 __all__ = ["server_versions"]
 

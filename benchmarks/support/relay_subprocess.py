@@ -1,10 +1,11 @@
-"""One relay process of the scaling scenario: ``python -m benchmarks.relay_process``.
+"""One outboxkit relay run as a child process of the scaling scenario:
+``python -m benchmarks.support.relay_subprocess`` (``relay_in_process`` runs one in-process).
 
 Prints ``ready`` once imported and set up, starts relaying when a line arrives on stdin,
 stops on SIGTERM (draining, releasing leases) and prints its metrics as one JSON line.
 
 Used by the scaling scenario and, with ``--acks FILE``, by the latency scenario: then the
-publisher is wrapped in an :class:`~benchmarks.timing.AckClock` on the wall clock
+publisher is wrapped in an :class:`~benchmarks.support.ack_clock.AckClock` on the wall clock
 (``time.time``, comparable with the writer process's commit times on the same host), the
 process prints ``owned`` once it holds ``--shard-count`` shards, and on exit it writes the ack
 time of every message id to ``FILE`` as JSON.
@@ -24,8 +25,8 @@ import msgspec
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_postgres import PostgresSettings, PostgresStore
 
-from benchmarks.profiling import profiled
-from benchmarks.timing import AckClock
+from benchmarks.support.ack_clock import AckClock
+from benchmarks.support.profiling import profiled
 from outboxkit.protocols import Publisher
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings

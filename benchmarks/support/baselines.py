@@ -14,7 +14,7 @@ import anyio
 import nats
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.progress import Progress
+from benchmarks.support.progress import Progress
 from outboxkit.message import Message, broker_headers
 
 __all__ = ["kafka_headers", "raw_kafka", "raw_nats"]

@@ -1,4 +1,5 @@
-"""The open-loop writer of the latency scenario: ``python -m benchmarks.latency_writer``.
+"""The open-loop writer of the latency scenario, run as a child process:
+``python -m benchmarks.support.latency_writer_subprocess``.
 
 Runs in its own process so that neither the relay nor the consumer share its event loop or
 its CPU time slice. Prints ``ready`` once its connections are open and starts when a line
@@ -26,7 +27,7 @@ import asyncpg
 import msgspec
 from outboxkit_postgres import PostgresOutbox
 
-from benchmarks.workload import make_message
+from benchmarks.support.workload import make_message
 
 __all__ = ["main"]
 

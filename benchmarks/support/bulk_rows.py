@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from benchmarks.pg_backlog import PgBacklog
-from benchmarks.workload import make_message
+from benchmarks.support.pg_backlog import PgBacklog
+from benchmarks.support.workload import make_message
 
 __all__ = ["add_rows", "write_template"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from benchmarks.plot import plot
-from benchmarks.results import RunResults
+from benchmarks.support.plot import plot
+from benchmarks.support.run_results import RunResults
 
 __all__ = ["markdown", "run_directory", "write_results"]
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from benchmarks.progress import Progress
-from benchmarks.results import RunResults
-from benchmarks.servers import Servers
-from benchmarks.sizes import Size
-from benchmarks.targets import BrokerTarget, KafkaTarget, NatsTarget, unique
+from benchmarks.support.progress import Progress
+from benchmarks.support.run_results import RunResults
+from benchmarks.support.server_urls import Servers
+from benchmarks.support.sizes import Size
+from benchmarks.support.targets import BrokerTarget, KafkaTarget, NatsTarget, unique
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 
@@ -49,9 +49,9 @@ class Context:
         """A fresh schema (pg) or database (mongodb), dropped on exit."""
         shards = shard_count or self.size.shard_count
         if store == "pg":
-            from benchmarks.pg_backlog import pg_backlog
+            from benchmarks.support.pg_backlog import pg_backlog
 
             return pg_backlog(self.servers.postgres, unique(label), shards)
-        from benchmarks.mongo_backlog import mongo_backlog
+        from benchmarks.support.mongo_backlog import mongo_backlog
 
         return mongo_backlog(self.servers.mongodb, unique(label), shards)

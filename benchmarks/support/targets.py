@@ -11,10 +11,10 @@ from typing import Protocol
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_nats import NatsPublisher, NatsSettings
 
-from benchmarks.baselines import raw_kafka, raw_nats
-from benchmarks.brokers import kafka_topic, nats_stream
-from benchmarks.consumers import Consume, consume_kafka, consume_nats
-from benchmarks.progress import Progress
+from benchmarks.support.baselines import raw_kafka, raw_nats
+from benchmarks.support.consumers import Consume, consume_kafka, consume_nats
+from benchmarks.support.destinations import kafka_topic, nats_stream
+from benchmarks.support.progress import Progress
 from outboxkit.message import Message
 from outboxkit.protocols import Publisher
 

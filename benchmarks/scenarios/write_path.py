@@ -32,12 +32,12 @@ import anyio
 import asyncpg
 from outboxkit_postgres import PostgresOutbox
 
-from benchmarks.context import Context
-from benchmarks.pg_backlog import PgBacklog
-from benchmarks.progress import progress, say
-from benchmarks.results import Bar, Measure
-from benchmarks.verify import Correctness
-from benchmarks.workload import aggregate_id
+from benchmarks.support.context import Context
+from benchmarks.support.correctness import Correctness
+from benchmarks.support.pg_backlog import PgBacklog
+from benchmarks.support.progress import progress, say
+from benchmarks.support.run_results import Bar, Measure
+from benchmarks.support.workload import aggregate_id
 from outboxkit.message import Message
 
 __all__ = ["run"]

@@ -13,16 +13,16 @@ import traceback
 from contextlib import nullcontext
 from statistics import harmonic_mean
 
-from benchmarks.consumers import Consume
-from benchmarks.context import Context
-from benchmarks.profiling import profiled
-from benchmarks.progress import progress, say
-from benchmarks.relaying import relay_until
-from benchmarks.results import Bar, Measure
-from benchmarks.sizes import Size
-from benchmarks.targets import BrokerTarget
-from benchmarks.verify import Tally
-from benchmarks.workload import make_messages
+from benchmarks.support.consumers import Consume
+from benchmarks.support.context import Context
+from benchmarks.support.correctness import Tally
+from benchmarks.support.profiling import profiled
+from benchmarks.support.progress import progress, say
+from benchmarks.support.relay_in_process import relay_until
+from benchmarks.support.run_results import Bar, Measure
+from benchmarks.support.sizes import Size
+from benchmarks.support.targets import BrokerTarget
+from benchmarks.support.workload import make_messages
 from outboxkit.message import Message
 from outboxkit.relay.settings import RelaySettings
 

@@ -1,7 +1,9 @@
-"""The floor of scenario 3, a hand-written minimal relay: ``python -m benchmarks.latency_floor``.
+"""The floor of scenario 3, a hand-written minimal relay, run as a child process:
+``python -m benchmarks.support.floor_relay_subprocess``.
 
-Same protocol as ``benchmarks.relay_process --acks``: prints ``ready``, starts on a line on
-stdin, prints ``owned``, and on SIGTERM writes the ack time of every message to ``--acks``.
+Same protocol as ``benchmarks.support.relay_subprocess --acks``: prints ``ready``, starts on
+a line on stdin, prints ``owned``, and on SIGTERM writes the ack time of every message to
+``--acks``.
 Per wake-up (a NOTIFY, or 1 s) it runs one statement that deletes and returns every pending
 row, then sends them in sequence order with a raw aiokafka producer (the Kafka publisher's
 settings: idempotent, ``acks=all``; the raw baseline's headers) and notes when all were
@@ -27,7 +29,7 @@ from outboxkit_kafka.connection import producer_options
 from outboxkit_postgres.codec import envelope_from_row
 from outboxkit_postgres.names import OutboxNames
 
-from benchmarks.baselines import kafka_headers
+from benchmarks.support.baselines import kafka_headers
 from outboxkit.message import route
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
-"""``outboxkit bench``: run the benchmark scenarios and write the results.
+"""``python -m benchmarks``: run the benchmark scenarios and write the results.
 
-    outboxkit bench --size smoke|small|full [--only throughput,latency] [--profile]
+    python -m benchmarks --size smoke|small|full [--only throughput,latency] [--profile]
 
 Exit status 0 when every scenario ran and every independent consumer saw no lost, reordered
 or foreign message; 1 otherwise. Missed performance bars are reported, not failures.
@@ -20,25 +20,25 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks.context import Context
-from benchmarks.machine import describe_host, package_versions
-from benchmarks.progress import say
-from benchmarks.report import markdown, run_directory, write_results
-from benchmarks.results import RunResults
-from benchmarks.server_versions import server_versions
-from benchmarks.servers import find_servers
-from benchmarks.sizes import SIZES
+from benchmarks.support.context import Context
+from benchmarks.support.machine import describe_host, package_versions
+from benchmarks.support.progress import say
+from benchmarks.support.result_files import markdown, run_directory, write_results
+from benchmarks.support.run_results import RunResults
+from benchmarks.support.server_urls import find_servers
+from benchmarks.support.server_versions import server_versions
+from benchmarks.support.sizes import SIZES
 
 __all__ = ["SCENARIOS", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 SCENARIOS = {
-    "throughput": "benchmarks.scenario_throughput",
-    "write": "benchmarks.scenario_write_path",
-    "latency": "benchmarks.scenario_latency",
-    "backlog": "benchmarks.scenario_backlog",
-    "scaling": "benchmarks.scenario_scaling",
+    "throughput": "benchmarks.scenarios.throughput",
+    "write": "benchmarks.scenarios.write_path",
+    "latency": "benchmarks.scenarios.latency",
+    "backlog": "benchmarks.scenarios.backlog",
+    "scaling": "benchmarks.scenarios.scaling",
 }
 """Scenario name -> module with ``async def run(ctx)``, imported when it runs (so one whose
 plugin is missing fails alone)."""
@@ -51,7 +51,7 @@ def scenario(name: str) -> Callable[[Context], Awaitable[None]]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="outboxkit bench",
+        prog="python -m benchmarks",
         description="Benchmark outboxkit against raw clients measured in the same run "
         "(needs the servers of scripts/services).",
     )

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from benchmarks.verify import Correctness
+from benchmarks.support.correctness import Correctness
 
 __all__ = ["Bar", "Latency", "Measure", "RunResults"]
 

@@ -17,15 +17,15 @@ import anyio
 import msgspec
 from anyio.abc import Process
 
-from benchmarks.consumers import Consume
-from benchmarks.context import Context
-from benchmarks.pg_backlog import PgBacklog
-from benchmarks.progress import progress, say
-from benchmarks.results import Measure
-from benchmarks.servers import REPO
-from benchmarks.targets import BrokerTarget
-from benchmarks.verify import Tally
-from benchmarks.workload import make_messages
+from benchmarks.support.consumers import Consume
+from benchmarks.support.context import Context
+from benchmarks.support.correctness import Tally
+from benchmarks.support.pg_backlog import PgBacklog
+from benchmarks.support.progress import progress, say
+from benchmarks.support.run_results import Measure
+from benchmarks.support.server_urls import REPO
+from benchmarks.support.targets import BrokerTarget
+from benchmarks.support.workload import make_messages
 from outboxkit.protocols import Store
 
 __all__ = ["run"]
@@ -39,7 +39,7 @@ async def start_relays(ctx: Context, backlog: PgBacklog, count: int) -> list[Pro
         command = [
             sys.executable,
             "-m",
-            "benchmarks.relay_process",
+            "benchmarks.support.relay_subprocess",
             "--dsn",
             ctx.servers.postgres,
             "--schema",

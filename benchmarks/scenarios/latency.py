@@ -2,20 +2,22 @@
 
 Three processes, so that the relay's process runs the relay and nothing else:
 
-- the writer (``python -m benchmarks.latency_writer``) starts one single-message transaction
-  every ``1/rate`` seconds whatever the previous ones are doing (open loop) and notes each
-  message's commit time (wall clock, right after ``COMMIT`` returned). It first runs
-  ``warmup_seconds`` at the same load: those messages are checked like the others but left
-  out of the percentiles and the CPU figures (new connections, first prepared statements);
-- the relay (``python -m benchmarks.relay_process --acks``) wraps its Kafka publisher to note
-  when the publish call that delivered each message returned, i.e. all its records were
-  acknowledged by the broker (``acks=all``) -- commit -> ack;
+- the writer (``python -m benchmarks.support.latency_writer_subprocess``) starts one
+  single-message transaction every ``1/rate`` seconds whatever the previous ones are doing
+  (open loop) and notes each message's commit time (wall clock, right after ``COMMIT``
+  returned). It first runs ``warmup_seconds`` at the same load: those messages are checked
+  like the others but left out of the percentiles and the CPU figures (new connections,
+  first prepared statements);
+- the relay (``python -m benchmarks.support.relay_subprocess --acks``) wraps its Kafka
+  publisher to note when the publish call that delivered each message returned, i.e. all its
+  records were acknowledged by the broker (``acks=all``) -- commit -> ack;
 - this process runs a Kafka consumer that matches deliveries by the ``outboxkit-id`` header
   and notes their receive time -- commit -> receive.
 
-At the bar's load it also runs with ``benchmarks.latency_floor`` in place of the relay: a
-hand-written relay that does the least any LISTEN/NOTIFY relay can (one ``DELETE ...
-RETURNING`` and one produce request per wake-up, at most once), the floor of this machine.
+At the bar's load it also runs with ``benchmarks.support.floor_relay_subprocess`` in place of
+the relay: a hand-written relay that does the least any LISTEN/NOTIFY relay can (one
+``DELETE ... RETURNING`` and one produce request per wake-up, at most once), the floor of
+this machine.
 With ``latency_rounds`` > 1 (``full``) outboxkit and the floor alternate that many rounds,
 and the bars and the floor ratios read percentiles over all rounds' messages: on a small
 machine one run's percentiles swing several-fold from run to run.
@@ -23,7 +25,7 @@ machine one run's percentiles swing several-fold from run to run.
 All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
 (``time.process_time``) per message are reported next to the percentiles, with the CPU time
 of the servers and of the consumer and the machine's busy share while the writer ran
-(``benchmarks.cpu_load``): on a small machine the latency is mostly waiting for a core.
+(``benchmarks.support.cpu_load``): on a small machine the latency is mostly waiting for a core.
 Run once with LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the
 relay's default ``poll_interval``).
 """
@@ -42,16 +44,16 @@ import anyio
 import msgspec
 from anyio.abc import Process
 
-from benchmarks.consumers import Consume
-from benchmarks.context import Context
-from benchmarks.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
-from benchmarks.pg_backlog import pg_backlog
-from benchmarks.progress import Progress, progress, say, wait_until
-from benchmarks.results import Bar, Latency, Measure
-from benchmarks.servers import REPO
-from benchmarks.stats import latency_summary
-from benchmarks.targets import BrokerTarget, unique
-from benchmarks.verify import Tally
+from benchmarks.support.consumers import Consume
+from benchmarks.support.context import Context
+from benchmarks.support.correctness import Tally
+from benchmarks.support.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
+from benchmarks.support.pg_backlog import pg_backlog
+from benchmarks.support.progress import Progress, progress, say, wait_until
+from benchmarks.support.run_results import Bar, Latency, Measure
+from benchmarks.support.server_urls import REPO
+from benchmarks.support.stats import latency_summary
+from benchmarks.support.targets import BrokerTarget, unique
 
 __all__ = ["run"]
 
@@ -145,8 +147,8 @@ async def measure(
 ) -> Run:
     """One offered load, one wake-up mode; returns the commit -> ack summary and samples.
     Extra runs, never held against a bar: ``profile``, the relay under pyinstrument;
-    ``floor``, the hand-written minimal relay of ``benchmarks.latency_floor`` in place of
-    outboxkit's. ``round_no`` (from 1) names one of several rounds of the same step."""
+    ``floor``, the hand-written minimal relay of ``benchmarks.support.floor_relay_subprocess``
+    in place of outboxkit's. ``round_no`` (from 1) names one of several rounds of the same step."""
     step = step_name(rate, notify, floor=floor) + (" (profiled)" if profile else "")
     step += f" (round {round_no})" if round_no else ""
     profile_to = ctx.out / f"profile_latency_{rate}"
@@ -169,14 +171,14 @@ async def measure(
             if floor:
                 relay = await spawn(
                     "floor relay process",
-                    "benchmarks.latency_floor",
+                    "benchmarks.support.floor_relay_subprocess",
                     *where,
                     *("--acks", str(acks_file)),
                 )
             else:
                 relay = await spawn(
                     "relay process",
-                    "benchmarks.relay_process",
+                    "benchmarks.support.relay_subprocess",
                     *where,
                     *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
                     *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
@@ -185,7 +187,7 @@ async def measure(
             try:
                 writer = await spawn(
                     "writer process",
-                    "benchmarks.latency_writer",
+                    "benchmarks.support.latency_writer_subprocess",
                     *("--dsn", servers.postgres, "--schema", schema, "--topic", topic),
                     *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds), flag),
                     *("--warmup", str(ctx.size.warmup_seconds)),
