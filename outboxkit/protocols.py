@@ -28,6 +28,7 @@ __all__ = [
     "Relay",
     "Store",
     "StoreStatus",
+    "not_sent",
 ]
 
 
@@ -99,6 +100,16 @@ class Failed(msgspec.Struct, frozen=True):
 
 
 Outcome = Delivered | Failed
+
+
+def not_sent(earlier: Message) -> Failed:
+    """The outcome a publisher gives a message it did not send because ``earlier``, a message
+    of the same aggregate earlier in the same ``publish`` call, failed (see
+    :class:`Publisher`). Retriable: the relay publishes it again once ``earlier`` went out."""
+    return Failed(
+        f"not sent: earlier message {earlier.id} of aggregate {earlier.aggregate_id!r} failed",
+        retriable=True,
+    )
 
 
 @runtime_checkable

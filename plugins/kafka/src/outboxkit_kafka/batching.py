@@ -16,8 +16,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from outboxkit.message import Message
 from outboxkit.metrics import PublisherStats
-from outboxkit.protocols import Delivered, Failed, Outcome
-from outboxkit_kafka.errors import not_acknowledged, not_sent
+from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
+from outboxkit_kafka.errors import not_acknowledged
 
 __all__ = ["DELIVERED", "Call", "Partitions", "Record", "record_size", "take_batch"]
 
@@ -101,12 +101,11 @@ class Call:
     def held_back(self, index: int) -> bool:
         """Whether message ``index`` is held back (outcome set) because an earlier message
         of its aggregate failed (a later one never holds it back)."""
-        message = self.messages[index]
-        earlier = self.failed.get(message.aggregate_id)
+        earlier = self.failed.get(self.messages[index].aggregate_id)
         if earlier is None or earlier >= index:
             return False
         self._stats.not_sent += 1
-        self.outcomes[index] = not_sent(message.aggregate_id, self.messages[earlier].id)
+        self.outcomes[index] = not_sent(self.messages[earlier])
         return True
 
     def settled(self, index: int) -> bool:
