@@ -221,7 +221,9 @@ class Publisher(Protocol):
     A message counts as delivered only once the broker acknowledged it. For one aggregate,
     a later message must never reach the broker before an earlier one of the same call;
     once a message of an aggregate fails, the later messages of that aggregate in the call
-    are not sent and are reported ``Failed(retriable=True)``.
+    are not sent and are reported :func:`not_sent` (``Failed(retriable=True)``); its earlier
+    messages are never held back by that failure. An aggregate is its ``aggregate_id``.
+    ``publish`` is called concurrently (one call per shard at a time).
     """
 
     async def open(self) -> None:
