@@ -98,6 +98,11 @@ class MongoStore:
         return self._shard_count
 
     @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` names no shard, so workers claim again after a short batch."""
+        return False
+
+    @property
     def fencing(self) -> str:
         """``"transaction"`` or ``"check-then-write"`` (known after open/migrate)."""
         return self.server.fencing if self.server else "unknown"
