@@ -106,7 +106,7 @@ class MemoryStore:
     def _fence(self, lease: Lease) -> None:
         row = self.lease_rows[lease.shard]
         if row.owner != lease.owner or row.token != lease.token or row.expires <= self.clock():
-            raise LeaseLostError(f"shard {lease.shard} is not held with token {lease.token}")
+            raise LeaseLostError.not_held(lease)
 
     # -- Store protocol -------------------------------------------------------------------
     @property
