@@ -192,11 +192,17 @@ class Store(Protocol):
         next call returns them at once (the relay waits for one group of workers to finish
         before it calls again).
 
-        A store whose every commit is followed by such a wake-up of its shard may say so
-        with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its
-        LISTEN connection is up). A worker whose claim came back short then waits for the
-        wake-up instead of claiming again at once: no empty claim after each batch.
+        A store whose every commit is followed by such a wake-up of its shard says so with
+        :attr:`wakes_every_commit`.
         """
+
+    @property
+    def wakes_every_commit(self) -> bool:
+        """True while every commit to a shard is followed by a :meth:`wait` naming it (e.g.
+        while a LISTEN connection is up). A worker whose claim came back short then waits for
+        the wake-up instead of claiming again at once: no empty claim after each batch. False
+        when in doubt: polling stays correct."""
+        ...
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:

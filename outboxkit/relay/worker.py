@@ -143,7 +143,7 @@ class ShardWorker:
             len(claimed) < self._settings.batch_size
             and not wake.is_set()
             and self._noticed
-            and bool(getattr(self._store, "wakes_every_commit", False))
+            and self._store.wakes_every_commit
         )
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:

@@ -1,102 +1,39 @@
 """In-memory fakes of Store and Publisher for unit tests of the relay's core logic.
 
-The fake store keeps the contract's semantics: claim in position order skipping an aggregate
-from its first not-due message, fencing tokens checked on ack/retry/dead_letter, lease expiry
-by its own clock (``FakeStore.clock``, movable with ``advance``).
+The fake store is :class:`outboxkit.testing.MemoryStore` with call counters and injected
+faults; the fake publisher is a broker in memory.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from uuid import UUID
 
 import anyio
-import anyio.lowlevel
 import msgspec
 
 from outboxkit.errors import LeaseLostError, StoreUnavailableError
 from outboxkit.message import Message
-from outboxkit.protocols import (
-    DeadLetter,
-    Delivered,
-    Envelope,
-    Failed,
-    Lease,
-    LeaseInfo,
-    Outcome,
-    StoreStatus,
-)
+from outboxkit.protocols import Delivered, Failed, Lease, Outcome
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
-from outboxkit.sharding import shard_of
+from outboxkit.testing import MemoryStore
 
 
-class Clock:
-    """The fake database clock: monotonic time plus an adjustable offset."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@dataclass
-class Row:
-    position: int
-    shard: int
-    message: Message
-    attempts: int = 0
-    due: float = 0.0
-
-
-@dataclass
-class LeaseRow:
-    owner: str | None = None
-    token: int = 0
-    expires: float = 0.0
-
-
-class FakeStore:
-    """A Store held in memory. ``faults[name] = n`` makes the next n calls of ``name`` fail."""
+class FakeStore(MemoryStore):
+    """:class:`MemoryStore` that counts calls and fails on demand: ``faults[name] = n`` makes
+    the next n calls of ``name`` fail, ``hangs[name] = n`` makes them never return."""
 
     def __init__(self, shard_count: int = 8) -> None:
-        self._shard_count = shard_count
-        self.clock = Clock()
-        self.rows: dict[int, Row] = {}
-        self.lease_rows = {shard: LeaseRow() for shard in range(shard_count)}
-        self.instances: dict[str, float] = {}
-        self.dead: list[DeadLetter] = []
-        self.acked: list[UUID] = []
+        super().__init__(shard_count)
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.hangs: Counter[str] = Counter()
-        """``hangs[name] = n``: the next n calls of ``name`` never return (a stuck server)."""
         self.refused = 0
-        self.wakes_every_commit = False
-        """What the relay reads from stores that wake a shard after each of its commits."""
         self.opened = self.closed = False
-        self._next_position = 1
-        self._signal: anyio.Event | None = None
-        self._woke: set[int] = set()
-
-    # -- test helpers ---------------------------------------------------------------------
-    def add(self, *messages: Message) -> None:
-        for message in messages:
-            shard = shard_of(message.aggregate_id, self._shard_count)
-            self.rows[self._next_position] = Row(self._next_position, shard, message)
-            self._next_position += 1
-            self._woke.add(shard)
-        if self._signal is not None:
-            self._signal.set()
 
     def steal(self, shard: int, owner: str = "thief", ttl: float = 1000.0) -> None:
         row = self.lease_rows[shard]
@@ -108,7 +45,7 @@ class FakeStore:
 
     async def _enter(self, name: str) -> None:
         self.calls[name] += 1
-        await anyio.lowlevel.checkpoint()
+        await super()._enter(name)
         if self.hangs[name] > 0:
             self.hangs[name] -= 1
             await anyio.sleep_forever()
@@ -117,159 +54,17 @@ class FakeStore:
             raise StoreUnavailableError(f"injected fault in {name}")
 
     def _fence(self, lease: Lease) -> None:
-        row = self.lease_rows[lease.shard]
-        if row.owner != lease.owner or row.token != lease.token or row.expires <= self.clock():
+        try:
+            super()._fence(lease)
+        except LeaseLostError:
             self.refused += 1
-            raise LeaseLostError(f"shard {lease.shard} is not held with token {lease.token}")
-
-    # -- Store protocol -------------------------------------------------------------------
-    @property
-    def shard_count(self) -> int:
-        return self._shard_count
+            raise
 
     async def open(self) -> None:
         self.opened = True
 
     async def close(self) -> None:
         self.closed = True
-
-    async def migrate(self, shard_count: int | None = None) -> None:
-        return None
-
-    async def heartbeat(self, owner: str, ttl: float) -> list[str]:
-        await self._enter("heartbeat")
-        now = self.clock()
-        self.instances[owner] = now + ttl
-        self.instances = {k: v for k, v in self.instances.items() if v > now}
-        return sorted(self.instances)
-
-    async def leave(self, owner: str) -> None:
-        await self._enter("leave")
-        self.instances.pop(owner, None)
-
-    async def leases(self) -> list[LeaseInfo]:
-        await self._enter("leases")
-        now = self.clock()
-        return [
-            LeaseInfo(
-                shard=s,
-                owner=r.owner,
-                token=r.token,
-                expires_in=None if r.owner is None else r.expires - now,
-            )
-            for s, r in sorted(self.lease_rows.items())
-        ]
-
-    async def acquire(self, owner: str, shard: int, ttl: float) -> Lease | None:
-        await self._enter("acquire")
-        row, now = self.lease_rows[shard], self.clock()
-        if row.owner is None or row.expires <= now:
-            row.owner, row.token = owner, row.token + 1
-        elif row.owner != owner:
-            return None
-        row.expires = now + ttl
-        return Lease(shard=shard, owner=owner, token=row.token)
-
-    async def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
-        await self._enter("renew")
-        now, kept = self.clock(), []
-        for lease in leases:
-            row = self.lease_rows[lease.shard]
-            if row.owner == lease.owner and row.token == lease.token and row.expires > now:
-                row.expires = now + ttl
-                kept.append(lease)
-        return kept
-
-    async def release(self, leases: Sequence[Lease]) -> None:
-        await self._enter("release")
-        for lease in leases:
-            row = self.lease_rows[lease.shard]
-            if row.owner == lease.owner and row.token == lease.token:
-                row.owner, row.expires = None, 0.0
-
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        await self._enter("claim")
-        now, blocked, out = self.clock(), set(), []
-        for row in sorted(self.rows.values(), key=lambda r: r.position):
-            if row.shard != lease.shard or row.message.aggregate_id in blocked:
-                continue
-            if row.due > now:
-                blocked.add(row.message.aggregate_id)
-                continue
-            out.append(
-                Envelope(
-                    message=row.message,
-                    shard=row.shard,
-                    position=row.position,
-                    attempts=row.attempts,
-                )
-            )
-            if len(out) >= limit:
-                break
-        return out
-
-    async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
-        await self._enter("ack")
-        self._fence(lease)
-        for envelope in envelopes:
-            if self.rows.pop(envelope.position, None) is not None:
-                self.acked.append(envelope.message.id)
-
-    async def retry(
-        self, lease: Lease, envelopes: Sequence[Envelope], error: str, delay: float
-    ) -> None:
-        await self._enter("retry")
-        self._fence(lease)
-        for envelope in envelopes:
-            row = self.rows[envelope.position]
-            row.attempts += 1
-            row.due = self.clock() + delay
-
-    async def dead_letter(self, lease: Lease, envelopes: Sequence[Envelope], error: str) -> None:
-        await self._enter("dead_letter")
-        self._fence(lease)
-        for envelope in envelopes:
-            row = self.rows.pop(envelope.position)
-            self.dead.append(
-                DeadLetter(
-                    message=row.message,
-                    shard=row.shard,
-                    error=error,
-                    attempts=row.attempts + 1,
-                    failed_at=datetime.now(UTC),
-                )
-            )
-
-    async def wait(self, timeout: float) -> set[int] | None:
-        """The shards that got messages since the last call, or None after ``timeout``."""
-        await self._enter("wait")
-        if self._woke:
-            woke, self._woke = self._woke, set()
-            return woke
-        if self._signal is None or self._signal.is_set():
-            self._signal = anyio.Event()
-        with anyio.move_on_after(timeout):
-            await self._signal.wait()
-        woke, self._woke = self._woke, set()
-        return woke or None
-
-    async def status(self) -> StoreStatus:
-        await self._enter("status")
-        now = self.clock()
-        return StoreStatus(
-            pending=len(self.rows),
-            oldest_pending_age=None,
-            dead_letters=len(self.dead),
-            shard_count=self._shard_count,
-            instances=sorted(k for k, v in self.instances.items() if v > now),
-            leases=await self.leases(),
-        )
-
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return self.dead[:limit]
-
-    async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        return 0
 
 
 FailRule = Callable[[Message, int], Outcome | None]

@@ -48,6 +48,11 @@ class SqliteStore:
             raise RuntimeError("SqliteStore.shard_count is known only after open()")
         return self._shard_count
 
+    @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` polls ``PRAGMA data_version`` and names no shard."""
+        return False
+
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._lock:
             conn = self._conn

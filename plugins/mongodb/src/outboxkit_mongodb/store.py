@@ -47,14 +47,6 @@ Body = Callable[[AsyncClientSession | None, datetime], Awaitable[None]]
 _PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
 
 
-def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***``, even when the URL is malformed."""
-    try:
-        return mask_dsn(url)
-    except ValueError:
-        return _PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
-
-
 def scrub(text: str, url: str) -> str:
     """``text`` (e.g. a driver error) without the password of ``url``."""
     found = _PASSWORD.search(url)
@@ -66,7 +58,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
     url = settings.url
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigurationError(
-            f"mongodb url {masked(url)!r} must start with mongodb:// or mongodb+srv://"
+            f"mongodb url {mask_dsn(url)!r} must start with mongodb:// or mongodb+srv://"
         )
     try:
         return AsyncMongoClient(
@@ -77,7 +69,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
         )
     except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
         raise ConfigurationError(
-            f"bad mongodb url {masked(url)!r}: {scrub(str(exc), url)}"
+            f"bad mongodb url {mask_dsn(url)!r}: {scrub(str(exc), url)}"
         ) from None
 
 
@@ -106,6 +98,11 @@ class MongoStore:
         return self._shard_count
 
     @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` names no shard, so workers claim again after a short batch."""
+        return False
+
+    @property
     def fencing(self) -> str:
         """``"transaction"`` or ``"check-then-write"`` (known after open/migrate)."""
         return self.server.fencing if self.server else "unknown"
@@ -119,7 +116,7 @@ class MongoStore:
         except PyMongoError as exc:
             await self.close()
             raise StoreUnavailableError(
-                f"cannot reach the MongoDB server at {masked(self.settings.url)}: "
+                f"cannot reach the MongoDB server at {mask_dsn(self.settings.url)}: "
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(

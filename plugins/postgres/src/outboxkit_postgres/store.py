@@ -31,13 +31,6 @@ def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[i
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
 
 
-def _lost(lease: Lease, query: str) -> LeaseLostError:
-    return LeaseLostError(
-        f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
-        f"{lease.owner}: {query} refused"
-    )
-
-
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: skip asyncpg's default reset query (a round trip on every release).
 
@@ -238,7 +231,7 @@ class PostgresStore:
         self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
     ) -> None:
         if envelopes and not await self._held(query, lease, [e.position for e in envelopes], *args):
-            raise _lost(lease, query)
+            raise LeaseLostError.not_held(lease, query)
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
         """Delete published messages (fenced).
@@ -248,7 +241,7 @@ class PostgresStore:
         if not envelopes:
             return
         if not await self._acks.submit(lease.shard, (lease, [e.position for e in envelopes])):
-            raise _lost(lease, "ack")
+            raise LeaseLostError.not_held(lease, "ack")
 
     async def _ack_one(self, _shard: int, request: tuple[Lease, list[int]]) -> bool:
         return await self._held("ack", *request)
