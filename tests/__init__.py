@@ -7,4 +7,7 @@
 * ``e2e/``: ``outboxkit relay`` processes between a real store and a real broker;
 * ``support/``: the servers, their ``OUTBOXKIT_TEST_*`` variables and throwaway resources on
   them (schemas, topics, streams, databases), for the tests and the benchmarks.
+
+Tests that use a server are marked with its name (``postgres``, ``kafka``, ``nats``,
+``mongodb``) by ``conftest.py``: ``scripts/test -m "not mongodb"`` runs the others.
 """

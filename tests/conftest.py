@@ -6,7 +6,10 @@
   A server that is not configured or does not answer **skips** the test on a developer
   machine and **fails** it in CI (environment variable ``CI`` set): in CI a missing server is
   a failure, never a skip;
-* ``local_nats`` starts private ``nats-server`` processes.
+* ``local_nats`` starts private ``nats-server`` processes;
+* every test is marked with the servers it uses (``postgres``, ``kafka``, ``nats``,
+  ``mongodb``), from the fixtures above that it needs, directly or through other fixtures:
+  ``scripts/test -m "not mongodb"`` runs the tests that need no MongoDB.
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ from tests.support import servers
 
 if TYPE_CHECKING:  # imported by the fixture: the unit tests need no NATS client
     from tests.support.nats import LocalNatsServer
+
+MARKER_OF_FIXTURE = {
+    "postgres_url": "postgres",
+    "kafka_bootstrap": "kafka",
+    "nats_url": "nats",
+    "local_nats": "nats",
+    "mongodb_url": "mongodb",
+}
+"""The marker of each fixture that needs a server (``local_nats``: the nats-server binary)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({m for f, m in MARKER_OF_FIXTURE.items() if f in used}):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
