@@ -28,6 +28,7 @@ __all__ = [
     "Relay",
     "Store",
     "StoreStatus",
+    "not_sent",
 ]
 
 
@@ -99,6 +100,16 @@ class Failed(msgspec.Struct, frozen=True):
 
 
 Outcome = Delivered | Failed
+
+
+def not_sent(earlier: Message) -> Failed:
+    """The outcome a publisher gives a message it did not send because ``earlier``, a message
+    of the same aggregate earlier in the same ``publish`` call, failed (see
+    :class:`Publisher`). Retriable: the relay publishes it again once ``earlier`` went out."""
+    return Failed(
+        f"not sent: earlier message {earlier.id} of aggregate {earlier.aggregate_id!r} failed",
+        retriable=True,
+    )
 
 
 @runtime_checkable
@@ -210,7 +221,9 @@ class Publisher(Protocol):
     A message counts as delivered only once the broker acknowledged it. For one aggregate,
     a later message must never reach the broker before an earlier one of the same call;
     once a message of an aggregate fails, the later messages of that aggregate in the call
-    are not sent and are reported ``Failed(retriable=True)``.
+    are not sent and are reported :func:`not_sent` (``Failed(retriable=True)``); its earlier
+    messages are never held back by that failure. An aggregate is its ``aggregate_id``.
+    ``publish`` is called concurrently (one call per shard at a time).
     """
 
     async def open(self) -> None:

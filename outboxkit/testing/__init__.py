@@ -15,13 +15,19 @@ from outboxkit.testing.helpers import (
     order_by_aggregate,
     unique_name,
 )
-from outboxkit.testing.publisher_suite import Consume, PublisherConformance, ReceivedRecord
+from outboxkit.testing.publisher_suite import (
+    Consume,
+    PublisherConformance,
+    ReceivedRecord,
+    Refuse,
+)
 from outboxkit.testing.store_suite import StoreConformance, WriteMessages
 
 __all__ = [
     "Consume",
     "PublisherConformance",
     "ReceivedRecord",
+    "Refuse",
     "StoreConformance",
     "WriteMessages",
     "aggregates_in_shard",

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from outboxkit.embedded.sqlite_writer import SqliteOutbox
+from outboxkit.embedded.sqlite.writer import SqliteOutbox
 from outboxkit.message import Message
 
 __all__ = ["commit_each"]

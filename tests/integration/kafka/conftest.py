@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 
-from outboxkit.testing import Consume, ReceivedRecord, open_factory, unique_name
+from outboxkit.message import Message
+from outboxkit.testing import Consume, ReceivedRecord, Refuse, open_factory, unique_name
 from tests.support.kafka import PublisherFactory, consume_records, received, topics
 
 
@@ -44,6 +46,24 @@ async def destination(kafka_bootstrap: str) -> AsyncIterator[str]:
 @pytest.fixture
 def missing_destination() -> str:
     return unique_name("okt-missing").replace("_", "-")
+
+
+@pytest.fixture(params=["oversized", "missing topic"])
+def refuse(request: pytest.FixtureRequest, missing_destination: str) -> Refuse:
+    """A message Kafka refuses for good: 2 MB, over the default max_request_size of 1 MiB,
+    or to a topic that does not exist (topic creation is off)."""
+
+    def refuse(message: Message) -> Message:
+        if request.param == "oversized":
+            return msgspec.structs.replace(message, payload=b"x" * (2 << 20))
+        return msgspec.structs.replace(message, topic=missing_destination)
+
+    return refuse
+
+
+@pytest.fixture
+def unreachable_publisher() -> KafkaPublisher:
+    return make_publisher(bootstrap_servers="127.0.0.1:1", connect_timeout_ms=5000)
 
 
 @pytest.fixture

@@ -6,4 +6,5 @@ from outboxkit.testing import PublisherConformance
 
 
 class TestKafkaConformance(PublisherConformance):
-    """Fixtures ``publisher``, ``destination``, ``consume``, ``missing_destination``: conftest."""
+    """Fixtures ``publisher``, ``destination``, ``consume``, ``missing_destination``,
+    ``refuse`` and ``unreachable_publisher``: conftest."""

@@ -157,6 +157,30 @@ async def test_record_too_large_fails_non_retriable_and_holds_back_its_aggregate
     assert [dict(r.headers)[HEADER_ID] for r in records] == [str(small.id).encode()]
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cause", ["oversized", "missing topic"])
+async def test_refused_message_holds_back_only_the_later_messages_of_its_aggregate(
+    kafka_bootstrap: str, open_publisher: PublisherFactory, destination: str, cause: str
+) -> None:
+    # Issue 14: m1 was held back (and at last dead-lettered) because m2, a later message of
+    # its aggregate, could not be sent; m3 then reached the topic before m1.
+    publisher = await open_publisher()
+    m1, m2, m3 = (make_message("A", n, topic=destination) for n in range(3))
+    if cause == "oversized":  # 2 MB, over the default max_request_size of 1 MiB
+        m2 = msgspec.structs.replace(m2, payload=b"x" * (2 << 20))
+    else:
+        m2 = msgspec.structs.replace(m2, topic=unique_name("okt-missing").replace("_", "-"))
+
+    outcomes = await publisher.publish([m1, m2, m3])
+
+    assert outcomes[0] == Delivered(), outcomes[0]
+    assert isinstance(outcomes[1], Failed) and not outcomes[1].retriable
+    assert outcomes[2] == Failed(f"not sent: earlier message {m2.id} of aggregate 'A' failed", True)
+    assert publisher.stats.not_sent == 1
+    records = await consume_records(kafka_bootstrap, destination, 2, 2)
+    assert [dict(r.headers)[HEADER_ID] for r in records] == [str(m1.id).encode()]
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

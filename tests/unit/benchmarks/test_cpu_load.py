@@ -1,4 +1,4 @@
-"""The machine-load figures of the latency scenario (``benchmarks.cpu_load``)."""
+"""The machine-load figures of the latency scenario (``benchmarks.support.cpu_load``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from benchmarks.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
+from benchmarks.support.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
 
 
 def test_role_seconds_counts_processes_started_in_between_and_skips_ended_ones() -> None:

@@ -1,4 +1,4 @@
-"""``results.png`` is drawn for any subset of scenarios (``outboxkit bench --only ...``)."""
+"""``results.png`` is drawn for any subset of scenarios (``python -m benchmarks --only ...``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.plot import plot
-from benchmarks.results import Bar, Latency, Measure, RunResults
+from benchmarks.support.plot import plot
+from benchmarks.support.run_results import Bar, Latency, Measure, RunResults
 
 THROUGHPUT = Measure(
     scenario="1 throughput", step="mongodb -> kafka", value=400.0, unit="msg/s", baseline=12e3

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from outboxkit.config import find_config, load_config
+from outboxkit.cli.config import find_config, load_config
 from outboxkit.errors import ConfigurationError
 
 

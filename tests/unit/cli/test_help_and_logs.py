@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from outboxkit.cli import main
-from outboxkit.cli_plugins import load as real_load
-from outboxkit.embedded.sqlite_settings import SqliteSettings
-from outboxkit.embedded.sqlite_store import SqliteStore
+from outboxkit.cli.plugins import load as real_load
+from outboxkit.embedded.sqlite.settings import SqliteSettings
+from outboxkit.embedded.sqlite.store import SqliteStore
 from outboxkit.plugins import StorePlugin
 
 
@@ -43,8 +43,9 @@ def test_store_commands_show_only_store_options(capsys: pytest.CaptureFixture[st
 
 def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_of(capsys)
-    for command in ("relay", "migrate", "status", "dead-letters", "plugins", "bench"):
+    for command in ("relay", "migrate", "status", "dead-letters", "plugins"):
         assert command in text
+    assert "bench" not in text
 
 
 def test_help_of_a_chosen_plugin(capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +82,7 @@ def test_startup_log_masks_secrets(
     def load(kind: Any, name: str) -> Any:
         return SECRETIVE if name == "secretive" else real_load(kind, name)
 
-    monkeypatch.setattr("outboxkit.cli.load", load)
+    monkeypatch.setattr("outboxkit.cli.app.load", load)
     caplog.set_level(logging.INFO)
     assert main(["migrate", "--store", "secretive"]) == 0
     argv = ["relay", "--store", "secretive", "--exit-when-idle", "--stdout-path", "out.jsonl"]

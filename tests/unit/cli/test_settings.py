@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pytest
 
-from outboxkit.config import ConfigFile
+from outboxkit.cli.config import ConfigFile
+from outboxkit.cli.options import SettingsSpec, mask_text, masked_settings, secret_values
 from outboxkit.errors import ConfigurationError
-from outboxkit.relay_settings import RelaySettings
-from outboxkit.settings import SettingsSpec, mask_text, masked_settings, secret_values
+from outboxkit.relay.settings import RelaySettings
 
 
 class DemoSettings(msgspec.Struct, kw_only=True, frozen=True):

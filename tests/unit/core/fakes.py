@@ -32,7 +32,7 @@ from outboxkit.protocols import (
     StoreStatus,
 )
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 from outboxkit.sharding import shard_of
 
 

@@ -7,10 +7,10 @@ import random
 import anyio
 import pytest
 
-from outboxkit import relay_wakeup
 from outboxkit.message import Message
 from outboxkit.protocols import Failed, Outcome, Relay
 from outboxkit.relay import ShardedRelay
+from outboxkit.relay import wakeup as relay_wakeup
 from outboxkit.sharding import shard_of
 from tests.unit.core.fakes import (
     FailRule,

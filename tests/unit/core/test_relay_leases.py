@@ -7,9 +7,9 @@ import random
 import anyio
 import pytest
 
-from outboxkit.leases import claimable_shards
 from outboxkit.protocols import LeaseInfo
 from outboxkit.relay import ShardedRelay
+from outboxkit.relay.leases import claimable_shards
 from tests.unit.core.fakes import (
     FakePublisher,
     FakeStore,

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from outboxkit.backoff import backoff_delay
 from outboxkit.message import Message
 from outboxkit.protocols import Delivered, Envelope, Failed, Outcome
-from outboxkit.relay_outcomes import Settlement, settle
+from outboxkit.relay.backoff import backoff_delay
+from outboxkit.relay.settlement import Settlement, settle
 
 
 def env(aggregate: str, position: int, attempts: int = 0) -> Envelope:

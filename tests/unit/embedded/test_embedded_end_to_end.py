@@ -7,13 +7,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from outboxkit.embedded.sqlite_settings import SqliteSettings
-from outboxkit.embedded.sqlite_store import SqliteStore
-from outboxkit.embedded.stdout_publisher import StdoutPublisher
-from outboxkit.embedded.stdout_records import decode_line
-from outboxkit.embedded.stdout_settings import StdoutSettings
+from outboxkit.embedded.sqlite.settings import SqliteSettings
+from outboxkit.embedded.sqlite.store import SqliteStore
+from outboxkit.embedded.stdout.publisher import StdoutPublisher
+from outboxkit.embedded.stdout.records import decode_line
+from outboxkit.embedded.stdout.settings import StdoutSettings
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 from outboxkit.testing import ids_by_aggregate, make_message, order_by_aggregate
 from tests.support.sqlite import commit_each
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from outboxkit.embedded.sqlite_settings import SqliteSettings
-from outboxkit.embedded.sqlite_store import SqliteStore, plugin
-from outboxkit.embedded.sqlite_writer import SqliteOutbox
+from outboxkit.embedded.sqlite.settings import SqliteSettings
+from outboxkit.embedded.sqlite.store import SqliteStore, plugin
+from outboxkit.embedded.sqlite.writer import SqliteOutbox
 from outboxkit.errors import ConfigurationError, InvalidMessageError, SchemaMissingError
 from outboxkit.message import Message
 from outboxkit.plugins import STORE_GROUP

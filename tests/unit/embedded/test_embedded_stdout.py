@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from outboxkit.embedded.stdout_publisher import StdoutPublisher, plugin
-from outboxkit.embedded.stdout_records import decode_line, payload_bytes
-from outboxkit.embedded.stdout_settings import StdoutSettings
+from outboxkit.embedded.stdout.publisher import StdoutPublisher, plugin
+from outboxkit.embedded.stdout.records import decode_line, payload_bytes
+from outboxkit.embedded.stdout.settings import StdoutSettings
 from outboxkit.errors import ConfigurationError
 from outboxkit.message import HEADER_ID, Message
 from outboxkit.plugins import PUBLISHER_GROUP
 from outboxkit.protocols import Delivered
-from outboxkit.testing import Consume, PublisherConformance, ReceivedRecord, make_message
+from outboxkit.testing import (
+    Consume,
+    PublisherConformance,
+    ReceivedRecord,
+    Refuse,
+    make_message,
+)
 
 
 def _lines(path: Path) -> list[str]:
@@ -56,6 +62,14 @@ def consume(out_path: Path) -> Consume:
 
 class TestStdoutPublisher(PublisherConformance):
     """Every publisher guarantee, against the JSON-lines file output."""
+
+    @pytest.fixture
+    def refuse(self) -> Refuse:
+        pytest.skip("the stdout publisher refuses no message: every line is written")
+
+    @pytest.fixture
+    def unreachable_publisher(self, tmp_path: Path) -> StdoutPublisher:
+        return StdoutPublisher(StdoutSettings(path=str(tmp_path / "no-such-dir" / "out.jsonl")))
 
 
 @pytest.mark.anyio

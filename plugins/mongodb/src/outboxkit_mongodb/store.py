@@ -26,8 +26,8 @@ from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI, PyMongoError
 
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from outboxkit.masking import mask_dsn
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
-from outboxkit.secrets import mask_dsn
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases

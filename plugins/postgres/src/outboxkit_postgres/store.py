@@ -15,8 +15,8 @@ from outboxkit.errors import (
     SchemaMissingError,
     StoreUnavailableError,
 )
+from outboxkit.masking import mask_dsn
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
-from outboxkit.secrets import mask_dsn
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
