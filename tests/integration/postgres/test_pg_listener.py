@@ -35,7 +35,7 @@ async def test_wait_reconnects_after_the_listen_connection_drops(
     # Once the drop is noticed, and until the next wait reconnects, workers must not count on
     # a NOTIFY after each commit.
     with anyio.fail_after(5):
-        while store.wakes_every_commit:
+        while store.wakes_every_commit:  # noqa: ASYNC110 (a property: no event to await)
             await anyio.sleep(0.01)
     with anyio.fail_after(5):
         woken = await store.wait(30)
