@@ -2,6 +2,7 @@
 
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     InvalidMessageError,
     LeaseLostError,
     OutboxError,
@@ -14,6 +15,7 @@ from outboxkit.ids import uuid7
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
     DeadLetter,
+    DeadLetterPolicy,
     Delivered,
     Envelope,
     Failed,
@@ -32,6 +34,8 @@ from outboxkit.sharding import shard_of
 __all__ = [
     "ConfigurationError",
     "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from uuid import UUID
+
 
 class OutboxError(Exception):
     """Base class of every outboxkit error."""
@@ -36,3 +39,14 @@ class StoreUnavailableError(OutboxError):
 
 class PublisherUnavailableError(OutboxError):
     """The broker cannot be reached."""
+
+
+class DeadLetterNotFoundError(OutboxError, LookupError):
+    """Some ids given to ``replay`` or ``discard`` are not dead letters; nothing changed."""
+
+    def __init__(self, missing: Sequence[UUID]) -> None:
+        self.missing = list(missing)
+        shown = ", ".join(str(i) for i in self.missing)
+        super().__init__(
+            f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"
+        )

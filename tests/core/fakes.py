@@ -1,8 +1,9 @@
 """In-memory fakes of Store and Publisher for unit tests of the relay's core logic.
 
 The fake store keeps the contract's semantics: claim in position order skipping an aggregate
-from its first not-due message, fencing tokens checked on ack/retry/dead_letter, lease expiry
-by its own clock (``FakeStore.clock``, movable with ``advance``).
+from its first not-due message (and, with ``on_dead_letter="block"``, from its first dead
+letter on), fencing tokens checked on ack/retry/dead_letter, replays in the original place,
+lease expiry by its own clock (``FakeStore.clock``, movable with ``advance``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import anyio
 import anyio.lowlevel
 import msgspec
 
-from outboxkit.errors import LeaseLostError, StoreUnavailableError
+from outboxkit.errors import DeadLetterNotFoundError, LeaseLostError, StoreUnavailableError
 from outboxkit.message import Message
 from outboxkit.protocols import (
+    BLOCKED_SAMPLE,
     DeadLetter,
+    DeadLetterPolicy,
     Delivered,
     Envelope,
     Failed,
@@ -75,6 +78,8 @@ class FakeStore:
         self.lease_rows = {shard: LeaseRow() for shard in range(shard_count)}
         self.instances: dict[str, float] = {}
         self.dead: list[DeadLetter] = []
+        self.dead_positions: dict[UUID, int] = {}
+        """The position each dead letter had in the outbox (a replay puts it back there)."""
         self.acked: list[UUID] = []
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
@@ -187,11 +192,36 @@ class FakeStore:
             if row.owner == lease.owner and row.token == lease.token:
                 row.owner, row.expires = None, 0.0
 
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+    def _first_dead(self) -> dict[str, int]:
+        """Aggregate id -> position of its first dead letter."""
+        first: dict[str, int] = {}
+        for letter in self.dead:
+            aggregate, position = (
+                letter.message.aggregate_id,
+                self.dead_positions[letter.message.id],
+            )
+            first[aggregate] = min(position, first.get(aggregate, position))
+        return first
+
+    def _parked(self) -> list[Row]:
+        first = self._first_dead()
+        return [
+            row
+            for row in self.rows.values()
+            if row.position > first.get(row.message.aggregate_id, row.position)
+        ]
+
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
         await self._enter("claim")
         now, blocked, out = self.clock(), set(), []
+        parked = {id(row) for row in self._parked()} if on_dead_letter == "block" else set()
         for row in sorted(self.rows.values(), key=lambda r: r.position):
             if row.shard != lease.shard or row.message.aggregate_id in blocked:
+                continue
+            if id(row) in parked:
+                blocked.add(row.message.aggregate_id)
                 continue
             if row.due > now:
                 blocked.add(row.message.aggregate_id)
@@ -236,9 +266,10 @@ class FakeStore:
                     shard=row.shard,
                     error=error,
                     attempts=row.attempts + 1,
-                    failed_at=datetime.now(UTC),
+                    failed_at=self._now(),
                 )
             )
+            self.dead_positions[row.message.id] = row.position
 
     async def wait(self, timeout: float) -> set[int] | None:
         """The shards that got messages since the last call, or None after ``timeout``."""
@@ -256,20 +287,63 @@ class FakeStore:
     async def status(self) -> StoreStatus:
         await self._enter("status")
         now = self.clock()
+        blocked = sorted(self._first_dead())
+        oldest = min((r.message.created_at for r in self.rows.values()), default=None)
         return StoreStatus(
             pending=len(self.rows),
-            oldest_pending_age=None,
+            oldest_pending_age=None
+            if oldest is None
+            else max(0.0, (self._now() - oldest).total_seconds()),
             dead_letters=len(self.dead),
             shard_count=self._shard_count,
             instances=sorted(k for k, v in self.instances.items() if v > now),
             leases=await self.leases(),
+            blocked_aggregates=len(blocked),
+            blocked_sample=blocked[:BLOCKED_SAMPLE],
+            parked=len(self._parked()),
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.dead[:limit]
 
+    def _now(self) -> datetime:
+        """The fake database clock as a datetime (moved by ``clock.advance`` too)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock.offset)
+
+    def _take(self, ids: Sequence[UUID] | None) -> list[DeadLetter]:
+        """Remove and return the dead letters ``ids`` (all if None); none if one is unknown."""
+        if ids is not None:
+            known = {d.message.id for d in self.dead}
+            missing = [i for i in dict.fromkeys(ids) if i not in known]
+            if missing:
+                raise DeadLetterNotFoundError(missing)
+        wanted = None if ids is None else set(ids)
+        taken = [d for d in self.dead if wanted is None or d.message.id in wanted]
+        self.dead = [d for d in self.dead if d not in taken]
+        return taken
+
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        return 0
+        await self._enter("replay")
+        taken = self._take(ids)
+        for letter in taken:
+            position = self.dead_positions.pop(letter.message.id)
+            self.rows[position] = Row(position, letter.shard, letter.message)
+            self._woke.add(letter.shard)
+        if taken and self._signal is not None:
+            self._signal.set()
+        return len(taken)
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        await self._enter("discard")
+        taken = self._take(ids)
+        for letter in taken:
+            del self.dead_positions[letter.message.id]
+        return len(taken)
+
+    async def purge(self, older_than: float) -> int:
+        await self._enter("purge")
+        cutoff = self._now() - timedelta(seconds=older_than)
+        return await self.discard([d.message.id for d in self.dead if d.failed_at < cutoff])
 
 
 FailRule = Callable[[Message, int], Outcome | None]
