@@ -11,7 +11,6 @@ from outboxkit.errors import (
     SchemaMissingError,
     StoreUnavailableError,
 )
-from outboxkit.ids import uuid7
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
     DeadLetter,
@@ -28,8 +27,9 @@ from outboxkit.protocols import (
     StoreStatus,
 )
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 from outboxkit.sharding import shard_of
+from outboxkit.uuidv7 import uuid7
 
 __all__ = [
     "ConfigurationError",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from outboxkit.protocols import Lease
 
 
 class OutboxError(Exception):
@@ -31,6 +35,15 @@ class LeaseLostError(OutboxError):
 
     Raised when a fenced operation (ack, retry, dead-letter) is refused.
     """
+
+    @classmethod
+    def not_held(cls, lease: Lease, operation: str | None = None) -> LeaseLostError:
+        """The error of a store whose fenced ``operation`` found ``lease`` no longer held."""
+        refused = f"{operation} refused: " if operation else ""
+        return cls(
+            f"{refused}lease on shard {lease.shard} (token {lease.token}) is no longer held by "
+            f"{lease.owner!r}: it expired or was taken over; nothing was changed"
+        )
 
 
 class StoreUnavailableError(OutboxError):

@@ -29,6 +29,7 @@ __all__ = [
     "Relay",
     "Store",
     "StoreStatus",
+    "not_sent",
 ]
 
 
@@ -125,6 +126,16 @@ class Failed(msgspec.Struct, frozen=True):
 Outcome = Delivered | Failed
 
 
+def not_sent(earlier: Message) -> Failed:
+    """The outcome a publisher gives a message it did not send because ``earlier``, a message
+    of the same aggregate earlier in the same ``publish`` call, failed (see
+    :class:`Publisher`). Retriable: the relay publishes it again once ``earlier`` went out."""
+    return Failed(
+        f"not sent: earlier message {earlier.id} of aggregate {earlier.aggregate_id!r} failed",
+        retriable=True,
+    )
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where messages wait: the relay side of an outbox store.
@@ -216,11 +227,17 @@ class Store(Protocol):
         next call returns them at once (the relay waits for one group of workers to finish
         before it calls again).
 
-        A store whose every commit is followed by such a wake-up of its shard may say so
-        with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its
-        LISTEN connection is up). A worker whose claim came back short then waits for the
-        wake-up instead of claiming again at once: no empty claim after each batch.
+        A store whose every commit is followed by such a wake-up of its shard says so with
+        :attr:`wakes_every_commit`.
         """
+
+    @property
+    def wakes_every_commit(self) -> bool:
+        """True while every commit to a shard is followed by a :meth:`wait` naming it (e.g.
+        while a LISTEN connection is up). A worker whose claim came back short then waits for
+        the wake-up instead of claiming again at once: no empty claim after each batch. False
+        when in doubt: polling stays correct."""
+        ...
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:
@@ -261,7 +278,9 @@ class Publisher(Protocol):
     A message counts as delivered only once the broker acknowledged it. For one aggregate,
     a later message must never reach the broker before an earlier one of the same call;
     once a message of an aggregate fails, the later messages of that aggregate in the call
-    are not sent and are reported ``Failed(retriable=True)``.
+    are not sent and are reported :func:`not_sent` (``Failed(retriable=True)``); its earlier
+    messages are never held back by that failure. An aggregate is its ``aggregate_id``.
+    ``publish`` is called concurrently (one call per shard at a time).
     """
 
     async def open(self) -> None:

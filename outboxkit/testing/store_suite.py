@@ -577,3 +577,8 @@ class StoreConformance:
     async def test_wait_returns_after_timeout(self, store: Store) -> None:
         with anyio.fail_after(10):
             await store.wait(0.1)
+
+    @pytest.mark.anyio
+    async def test_declares_whether_it_wakes_every_commit(self, store: Store) -> None:
+        assert isinstance(store, Store), "the store lacks a member of the Store protocol"
+        assert isinstance(store.wakes_every_commit, bool), "wakes_every_commit must be a bool"

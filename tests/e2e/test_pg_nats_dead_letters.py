@@ -16,21 +16,19 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import nats
 import pytest
-from checks import eventually
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
-from nats_stream import nats_support
 from outboxkit_postgres import PostgresOutbox
-from pg_support import outbox_schema
-from relays import RelayProcess, outboxkit_env
-from server_clients import pg_connection
 
 from outboxkit.message import HEADER_ID, Message
+from tests.e2e.checks import eventually
+from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.support.nats import Stream, make_stream
+from tests.support.postgres import outbox_schema, pg_connection
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -45,7 +43,7 @@ class Rig:
     dsn: str
     schema: str
     js: JetStreamContext
-    stream: Any
+    stream: Stream
     refused_subject: str
     env: dict[str, str]
     log_dir: Path
@@ -117,7 +115,7 @@ class Rig:
 async def rig(postgres_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     client: Client = await nats.connect(nats_url, connect_timeout=5)
     js = client.jetstream()
-    stream = await nats_support.make_stream(js, duplicate_window=120.0)
+    stream = await make_stream(js, duplicate_window=120.0)
     try:
         async with outbox_schema(postgres_url, 2) as schema:
             env = outboxkit_env(

@@ -26,6 +26,7 @@ from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI, PyMongoError
 
 from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, StoreUnavailableError
+from outboxkit.masking import mask_dsn
 from outboxkit.protocols import (
     BLOCKED_SAMPLE,
     DeadLetter,
@@ -35,7 +36,6 @@ from outboxkit.protocols import (
     LeaseInfo,
     StoreStatus,
 )
-from outboxkit.secrets import mask_dsn
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -59,14 +59,6 @@ BLOCKED_BY = "entry.aggregate_id"
 _PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
 
 
-def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***``, even when the URL is malformed."""
-    try:
-        return mask_dsn(url)
-    except ValueError:
-        return _PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
-
-
 def scrub(text: str, url: str) -> str:
     """``text`` (e.g. a driver error) without the password of ``url``."""
     found = _PASSWORD.search(url)
@@ -78,7 +70,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
     url = settings.url
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigurationError(
-            f"mongodb url {masked(url)!r} must start with mongodb:// or mongodb+srv://"
+            f"mongodb url {mask_dsn(url)!r} must start with mongodb:// or mongodb+srv://"
         )
     try:
         return AsyncMongoClient(
@@ -89,7 +81,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
         )
     except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
         raise ConfigurationError(
-            f"bad mongodb url {masked(url)!r}: {scrub(str(exc), url)}"
+            f"bad mongodb url {mask_dsn(url)!r}: {scrub(str(exc), url)}"
         ) from None
 
 
@@ -118,6 +110,11 @@ class MongoStore:
         return self._shard_count
 
     @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` names no shard, so workers claim again after a short batch."""
+        return False
+
+    @property
     def fencing(self) -> str:
         """``"transaction"`` or ``"check-then-write"`` (known after open/migrate)."""
         return self.server.fencing if self.server else "unknown"
@@ -131,7 +128,7 @@ class MongoStore:
         except PyMongoError as exc:
             await self.close()
             raise StoreUnavailableError(
-                f"cannot reach the MongoDB server at {masked(self.settings.url)}: "
+                f"cannot reach the MongoDB server at {mask_dsn(self.settings.url)}: "
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(

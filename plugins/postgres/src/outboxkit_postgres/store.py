@@ -16,6 +16,7 @@ from outboxkit.errors import (
     SchemaMissingError,
     StoreUnavailableError,
 )
+from outboxkit.masking import mask_dsn
 from outboxkit.protocols import (
     BLOCKED_SAMPLE,
     DeadLetter,
@@ -25,7 +26,6 @@ from outboxkit.protocols import (
     LeaseInfo,
     StoreStatus,
 )
-from outboxkit.secrets import mask_dsn
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
@@ -38,13 +38,6 @@ __all__ = ["PostgresStore"]
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
-
-
-def _lost(lease: Lease, query: str) -> LeaseLostError:
-    return LeaseLostError(
-        f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
-        f"{lease.owner}: {query} refused"
-    )
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -269,7 +262,7 @@ class PostgresStore:
         self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
     ) -> None:
         if envelopes and not await self._held(query, lease, [e.position for e in envelopes], *args):
-            raise _lost(lease, query)
+            raise LeaseLostError.not_held(lease, query)
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
         """Delete published messages (fenced).
@@ -279,7 +272,7 @@ class PostgresStore:
         if not envelopes:
             return
         if not await self._acks.submit(lease.shard, (lease, [e.position for e in envelopes])):
-            raise _lost(lease, "ack")
+            raise LeaseLostError.not_held(lease, "ack")
 
     async def _ack_one(self, _shard: int, request: tuple[Lease, list[int]]) -> bool:
         return await self._held("ack", *request)
