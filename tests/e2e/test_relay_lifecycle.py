@@ -2,7 +2,7 @@
 server is down or does not answer.
 
 The shared servers are never paused or stopped: a server that is down or does not answer is
-a proxy in front of it (``tests/tcp_proxy.py``), or a port nothing listens on.
+a proxy in front of it (``tests/support/proxy.py``), or a port nothing listens on.
 """
 
 from __future__ import annotations
@@ -12,22 +12,19 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from checks import eventually
-from kafka_broker import TopicReader, kafka_topic
 from outboxkit_postgres import PostgresOutbox
-from pg_support import outbox_schema, pending
-from relays import RelayProcess, outboxkit_env
-from server_clients import pg_connection
-from tcp_proxy import KafkaProxy, TcpProxy, closed_port, proxy
 
 from outboxkit.message import Message
-from outboxkit.testing import unique_name
+from tests.e2e.checks import eventually
+from tests.e2e.readers import TopicReader
+from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.support.kafka import topics, topics_deleted_after
+from tests.support.postgres import outbox_schema, pg_connection
+from tests.support.proxy import KafkaProxy, TcpProxy, closed_port, proxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -79,15 +76,16 @@ class Rig:
             await outbox.add_many(conn, messages)
         return {str(m.id) for m in messages}
 
-    async def pending(self) -> int:
+    async def published(self) -> bool:
+        """Whether every committed message was acknowledged (the outbox is empty)."""
         async with pg_connection(self.postgres_url) as conn:
-            return await pending(conn, self.schema)
+            return await conn.fetchval(f"SELECT count(*) FROM {self.schema}.outbox") == 0
 
 
 @pytest.fixture
 async def rig(postgres_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     async with outbox_schema(postgres_url, shards=4) as schema:
-        made = Rig(postgres_url, schema, unique_name("okt-life").replace("_", "-"), tmp_path)
+        made = Rig(postgres_url, schema, "", tmp_path)
         try:
             yield made
         finally:
@@ -112,22 +110,6 @@ async def wait_for_log(relay: RelayProcess, pattern: str, count: int = 1, timeou
     await eventually(seen, timeout, f"{count} x {pattern!r} in {relay.name}'s log")
 
 
-@asynccontextmanager
-async def deleted_afterwards(bootstrap: str, topic: str) -> AsyncIterator[None]:
-    """Delete ``topic`` (if a relay created it) on exit."""
-    try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True):
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-            await admin.start()
-            try:
-                if topic in await admin.list_topics():
-                    await admin.delete_topics([topic])
-            finally:
-                await admin.close()
-
-
 # -- stopping --------------------------------------------------------------------------------
 
 
@@ -138,12 +120,12 @@ async def test_sigterm_stops_a_relay_whose_kafka_does_not_answer(
     """A relay that creates its topics (so it also holds an admin client) is publishing when
     Kafka stops answering; SIGTERM stops it within drain timeout + its bounded steps, and a
     second SIGTERM at once with status 128 + 15."""
-    async with deleted_afterwards(kafka_bootstrap, rig.topic):
+    async with topics_deleted_after(kafka_bootstrap) as (rig.topic,):
         with proxy(KafkaProxy, kafka_bootstrap) as kafka:
             relay = rig.start(postgres_url, kafka.address, kafka_create_topics="true")
             await rig.commit(50)
             await wait_for_log(relay, "created Kafka topic")
-            await eventually(lambda: _none_pending(rig), 30, "the first messages published")
+            await eventually(rig.published, 30, "the first messages published")
 
             kafka.set("silent")
             await rig.commit(50)  # claimed and sent, never acknowledged
@@ -164,20 +146,15 @@ async def test_sigterm_stops_a_relay_whose_kafka_does_not_answer(
         assert "exiting anyway" not in relay.log()  # the relay's own bounds did it
 
 
-async def _none_pending(rig: Rig) -> bool:
-    return await rig.pending() == 0
-
-
 async def test_sigterm_stops_a_relay_whose_postgres_does_not_answer(
     rig: Rig, postgres_url: str, kafka_bootstrap: str
 ) -> None:
     host = postgres_url.split("@", 1)[1].split("/", 1)[0]
-    async with kafka_topic(kafka_bootstrap) as topic:
-        rig.topic = topic
+    async with topics(kafka_bootstrap, partitions=3) as (rig.topic,):
         with proxy(TcpProxy, host) as pg:
             relay = rig.start(postgres_url.replace(host, pg.address), kafka_bootstrap)
             await rig.commit(50)
-            await eventually(lambda: _none_pending(rig), 30, "the first messages published")
+            await eventually(rig.published, 30, "the first messages published")
 
             pg.set("silent")
             await rig.commit(50)
@@ -256,10 +233,9 @@ async def test_relay_started_before_a_server_publishes_everything_once_it_is_up(
     rig: Rig, postgres_url: str, kafka_bootstrap: str, late: str
 ) -> None:
     host = postgres_url.split("@", 1)[1].split("/", 1)[0]
-    async with kafka_topic(kafka_bootstrap) as topic:
-        rig.topic = topic
+    async with topics(kafka_bootstrap, partitions=3) as (rig.topic,):
         ids = await rig.commit(60)
-        reader = TopicReader(kafka_bootstrap, topic)
+        reader = TopicReader(kafka_bootstrap, rig.topic)
         kind, target = (TcpProxy, host) if late == "store" else (KafkaProxy, kafka_bootstrap)
         with proxy(kind, target, state="refusing") as server:
             dsn = postgres_url.replace(host, server.address) if late == "store" else postgres_url

@@ -21,7 +21,7 @@ from nats.aio.client import Client
 
 from outboxkit.closing import close_within
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
-from outboxkit.secrets import mask_dsn
+from outboxkit.masking import mask_dsn
 from outboxkit_nats.settings import NatsSettings
 
 __all__ = ["close_quietly", "connect", "mask_server", "mask_servers"]
@@ -34,10 +34,7 @@ ErrorCallback = Callable[[Exception], Awaitable[None]]
 def mask_server(url: str) -> str:
     """``url`` with its password or token (``nats://token@host``) replaced by ``***``."""
     masked = mask_dsn(url)
-    try:
-        parts = urlsplit(masked)
-    except ValueError:
-        return "<unparseable URL>"
+    parts = urlsplit(masked)  # parses: mask_dsn returns "<unparseable DSN>" for what does not
     if parts.username is None or parts.password is not None:
         return masked
     host = parts.netloc.rpartition("@")[2]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from outboxkit.identifiers import check_identifier
+from outboxkit.sql_names import check_identifier
 
 __all__ = ["OutboxNames", "query_texts"]
 
