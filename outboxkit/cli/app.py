@@ -32,6 +32,7 @@ from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.plugins import KINDS, installed, load
+from outboxkit.cli.watchdog import watchdog
 from outboxkit.errors import ConfigurationError
 
 __all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
@@ -198,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for selected in invocation.selected.values():
             scrubber.add(selected.spec.secrets(selected.settings))
         _configure_logging(invocation.args.log_level)
-        return anyio.run(invocation.spec.run, invocation)
+        try:
+            return anyio.run(invocation.spec.run, invocation)
+        finally:
+            watchdog.disarm()  # the event loop is closed: nothing is left to wait for
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # the one place where errors become exit codes

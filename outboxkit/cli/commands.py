@@ -20,7 +20,7 @@ from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
 from outboxkit.cli.plugins import KINDS, installed, load
-from outboxkit.cli.watchdog import Watchdog
+from outboxkit.cli.watchdog import Watchdog, watchdog
 from outboxkit.errors import DeadLetterNotFoundError, OutboxError
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
@@ -139,7 +139,6 @@ async def _relay(inv: Invocation) -> int:
         inv.selected["publisher"].describe(),
         ", ".join(f"{k}={v}" for k, v in RELAY_SPEC.masked(inv.relay).items()),
     )
-    watchdog = Watchdog()
     signals = _SignalStop(relay, watchdog)
     try:
         async with anyio.create_task_group() as tg:

@@ -2,9 +2,9 @@
 
 The relay bounds every shutdown step itself (:mod:`outboxkit.closing`), but a step given up
 on may leave a task behind that ignores cancellation, or a thread blocked in a system call,
-and the event loop's own teardown would wait for them. A :class:`Watchdog` armed at each
-stage of stopping ends the process with the intended exit status if it is still there when
-the stage's time is up.
+and the event loop's own teardown would wait for them. :data:`watchdog`, armed at each stage
+of stopping, ends the process with the intended exit status if the command has not returned
+when the stage's time is up; ``main`` disarms it once the event loop is closed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-__all__ = ["Watchdog"]
+__all__ = ["Watchdog", "watchdog"]
 
 
 class Watchdog:
@@ -44,12 +44,22 @@ class Watchdog:
                 self._thread.start()
             self._changed.notify()
 
+    def disarm(self) -> None:
+        """Forget every deadline."""
+        with self._changed:
+            self._deadline = math.inf
+            self._changed.notify()
+
     def _wait(self) -> None:
         with self._changed:
             while (left := self._deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
+                self._changed.wait(None if left == math.inf else left)
             code, note = self._code, self._note
         for handler in logging.getLogger().handlers:
             handler.flush()
         print(note, file=sys.stderr, flush=True)
         os._exit(code)
+
+
+watchdog = Watchdog()
+"""The process's watchdog (one process, one command)."""
