@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,7 @@ from tests.e2e.checks import eventually
 from tests.e2e.readers import TopicReader
 from tests.e2e.relays import RelayProcess, outboxkit_env
 from tests.support.kafka import topics, topics_deleted_after
+from tests.support.nats import LocalNatsServer
 from tests.support.postgres import outbox_schema, pg_connection
 from tests.support.proxy import KafkaProxy, TcpProxy, closed_port, proxy
 
@@ -272,3 +274,20 @@ async def test_refused_connection_exits_at_once(
     assert "unreachable (attempt" not in relay.log()
     last = relay.log().strip().splitlines()[-1]
     assert last.startswith("outboxkit: error: cannot connect to PostgreSQL") and expected in last
+
+
+async def test_refused_nats_credentials_exit_at_once(
+    local_nats: Callable[..., LocalNatsServer], tmp_path: Path
+) -> None:
+    server = local_nats('token: "right-token"')
+    db = tmp_path / "outbox.db"
+    migrate = [sys.executable, "-m", "outboxkit.cli", "migrate", "--store", "sqlite"]
+    await anyio.run_process([*migrate, "--sqlite-path", str(db)])
+    env = outboxkit_env(sqlite_path=db, nats_servers=server.url, nats_token="wrong-token")
+    relay = RelayProcess("relay", env, tmp_path, store="sqlite", publisher="nats").start()
+
+    assert await exit_status(relay, 10) == 2, relay.log()[-2000:]
+    log = relay.log()
+    assert "unreachable (attempt" not in log and "wrong-token" not in log
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("outboxkit: error: cannot connect to NATS") and "authorization" in last

@@ -44,6 +44,17 @@ CONTENT_TYPE_HEADER = "Content-Type"
 _PUBLISH_DENIED = re.compile(r"permissions violation for publish to \"?([^\"\s']+)", re.I)
 
 
+_JETSTREAM_OFF = frozenset({10039, 10076})
+"""JetStream API error codes: not enabled for the account, not enabled on the server."""
+
+
+def _jetstream_off(exc: Exception) -> bool:
+    """Whether the server said JetStream is off (no responders, or a bare 503), which waiting
+    will not change, as opposed to e.g. a JetStream cluster without a leader yet."""
+    err_code = getattr(exc, "err_code", None)
+    return err_code is None or err_code in _JETSTREAM_OFF
+
+
 class NatsPublisher:
     """Publishes outbox messages to NATS JetStream (see the module docs)."""
 
@@ -119,14 +130,14 @@ class NatsPublisher:
                 f"JetStream stream {stream!r} does not exist on {servers}: create it "
                 "(e.g. `nats stream add`) or fix the stream setting"
             ) from None
-        except nats.errors.NoRespondersError:
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+            if _jetstream_off(exc):
+                raise PublisherUnavailableError(
+                    f"JetStream does not answer on {servers}: is it enabled (nats-server -js)?",
+                    retriable=False,
+                ) from None
             raise PublisherUnavailableError(
-                f"JetStream does not answer on {servers}: is it enabled (nats-server -js)?",
-                retriable=False,
-            ) from None
-        except nats.js.errors.ServiceUnavailableError:
-            raise PublisherUnavailableError(
-                f"JetStream is not available on {servers} yet (is it enabled: nats-server -js?)"
+                f"JetStream is not available on {servers} yet: {exc}"
             ) from None
         except (nats.errors.Error, OSError) as exc:
             raise PublisherUnavailableError(
