@@ -24,7 +24,12 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from outboxkit.closing import CLOSE_TIMEOUT, close_within
-from outboxkit.errors import ConfigurationError, ServerUnavailableError, StoreUnavailableError
+from outboxkit.errors import (
+    ConfigurationError,
+    PublisherUnavailableError,
+    ServerUnavailableError,
+    StoreUnavailableError,
+)
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.leases import LeaseKeeper
@@ -84,6 +89,7 @@ class ShardedRelay:
         self._aborted = False
         self._run_scope: anyio.CancelScope | None = None
         self._cleanups: set[anyio.CancelScope] = set()
+        self._opening = "store"
         self._startup_error: ServerUnavailableError | None = None
         self._pool: WorkerPool | None = None
 
@@ -134,25 +140,33 @@ class ShardedRelay:
         """Open the store, then the publisher, each retried while its server cannot be reached;
         False if stopped first. Past ``startup_timeout``, the last error is raised."""
         timeout = self.settings.startup_timeout
+        opened, failure = False, None
         with anyio.move_on_after(math.inf if timeout is None else timeout) as timer:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_when_set, stop_event, tg.cancel_scope)
-                await self._open("store", self._store.open, self._store.close)
-                await self._open("publisher", self._publisher.open, self._publisher.close)
+                try:
+                    await self._open("store", self._store.open, self._store.close)
+                    await self._open("publisher", self._publisher.open, self._publisher.close)
+                    opened = True
+                except Exception as exc:  # raised below, not wrapped in an exception group
+                    failure = exc
                 tg.cancel_scope.cancel()
-                return True
-        if not timer.cancelled_caught:
-            return False
-        last = self._startup_error
+        if failure is not None:
+            raise failure
+        if opened or not timer.cancelled_caught:
+            return opened
+        what, last = self._opening, self._startup_error
+        error = PublisherUnavailableError if what == "publisher" else StoreUnavailableError
         if last is None:
-            raise StoreUnavailableError(f"no answer within startup_timeout={timeout:g}s")
-        raise type(last)(f"{last} (still failing after startup_timeout={timeout:g}s)")
+            raise error(f"the {what} did not answer within startup_timeout={timeout:g}s")
+        raise error(f"{last} (still failing after startup_timeout={timeout:g}s)") from last
 
     async def _open(
         self, what: str, open_: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]]
     ) -> None:
         """Open ``what``, again and again (capped backoff) while it raises a retriable
         :class:`ServerUnavailableError`: one warning per attempt that names the server."""
+        self._opening = what
         for attempt in itertools.count(1):
             try:
                 await open_()
@@ -226,14 +240,13 @@ class ShardedRelay:
         await self._cleanup("leaving", leave)
         log.info("relay %s stopped", self.owner)
 
-    async def _cleanup(
-        self, what: str, step: Callable[[], Awaitable[None]], timeout: float = CLOSE_STEP
-    ) -> None:
-        """Run a shutdown step even while cancelled, for at most ``timeout`` seconds whatever
-        the step does (see :mod:`outboxkit.closing`); log (not raise) its failure. Skipped
-        once :meth:`abort` was called, and given up when it is."""
+    async def _cleanup(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a shutdown step even while cancelled, for at most :data:`CLOSE_STEP` seconds
+        whatever the step does (see :mod:`outboxkit.closing`); log (not raise) its failure.
+        Skipped once :meth:`abort` was called, and given up when it is."""
         if self._aborted:
             return
+        timeout = CLOSE_STEP
         done = False
         with anyio.CancelScope(shield=True) as scope:
             self._cleanups.add(scope)
