@@ -181,6 +181,13 @@ def _unreachable_lines(log: str, what: str) -> list[tuple[int, str]]:
     return [(int(m[1]), m[0]) for m in re.finditer(pattern, log, re.MULTILINE)]
 
 
+def _one_down(postgres_url: str, kafka_bootstrap: str, down: str, port: int) -> tuple[str, str]:
+    """The DSN and the bootstrap servers, the ``down`` one (store, publisher) at ``port``."""
+    if down == "store":
+        return f"postgresql://outbox:s3cr3t@127.0.0.1:{port}/outboxkit", kafka_bootstrap
+    return postgres_url, f"127.0.0.1:{port}"
+
+
 @pytest.mark.parametrize("down", ["store", "publisher"])
 async def test_relay_keeps_trying_a_server_that_is_down(
     rig: Rig, postgres_url: str, kafka_bootstrap: str, down: str
@@ -188,12 +195,7 @@ async def test_relay_keeps_trying_a_server_that_is_down(
     """One warning per attempt, naming the unreachable server (password masked), and no
     other line about it; SIGTERM while trying stops the relay with status 0."""
     port = closed_port()
-    dsn, bootstrap = postgres_url, kafka_bootstrap
-    if down == "store":
-        dsn = f"postgresql://outbox:s3cr3t@127.0.0.1:{port}/outboxkit"
-    else:
-        bootstrap = f"127.0.0.1:{port}"
-    relay = rig.start(dsn, bootstrap)
+    relay = rig.start(*_one_down(postgres_url, kafka_bootstrap, down, port))
     await wait_for_log(relay, rf"{down} unreachable \(attempt", count=4, timeout=20)
     assert relay.running
 
@@ -213,13 +215,8 @@ async def test_startup_timeout_gives_up_with_status_2(
     rig: Rig, postgres_url: str, kafka_bootstrap: str, down: str
 ) -> None:
     port = closed_port()
-    dsn, bootstrap = postgres_url, kafka_bootstrap
-    if down == "store":
-        dsn = f"postgresql://postgres@127.0.0.1:{port}/outboxkit"
-    else:
-        bootstrap = f"127.0.0.1:{port}"
     started = time.monotonic()
-    relay = rig.start(dsn, bootstrap, startup_timeout="2s")
+    relay = rig.start(*_one_down(postgres_url, kafka_bootstrap, down, port), startup_timeout="2s")
     status = await exit_status(relay, 2 + 6)
     elapsed = time.monotonic() - started
 
