@@ -27,6 +27,7 @@ __all__ = [
     "Publisher",
     "Relay",
     "Store",
+    "StoreGauges",
     "StoreStatus",
     "not_sent",
 ]
@@ -83,6 +84,21 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     shard_count: int
     instances: list[str]
     leases: list[LeaseInfo]
+
+
+class StoreGauges(msgspec.Struct, frozen=True, kw_only=True):
+    """The backlog as a relay's metrics show it, read every few seconds.
+
+    A store may implement ``async def gauges(self) -> StoreGauges`` with queries that stay
+    cheap however large the backlog (else the relay falls back to :meth:`Store.status`).
+    ``pending_estimated`` says that ``pending`` (and ``dead_letters``) are estimates: exact
+    counts are only promised up to a store-defined bound.
+    """
+
+    pending: int
+    oldest_pending_age: float | None
+    dead_letters: int
+    pending_estimated: bool = False
 
 
 class Delivered(msgspec.Struct, frozen=True):

@@ -9,7 +9,6 @@ chosen ``--store``/``--publisher``, then with those plugins' options added.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import traceback
@@ -23,6 +22,7 @@ from outboxkit import __version__
 from outboxkit.cli.commands import (
     COMMANDS,
     GROUPS,
+    OBSERVABILITY_SPEC,
     RELAY_SPEC,
     CommandSpec,
     Invocation,
@@ -33,6 +33,7 @@ from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import ConfigurationError
+from outboxkit.observability.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
 
@@ -70,6 +71,12 @@ def _add_common(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> 
         default=environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info").lower(),
         help="log verbosity, to stderr (default: info; env OUTBOXKIT_LOG_LEVEL)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=environ.get(f"{ENV_PREFIX}LOG_FORMAT", "text").lower(),
+        help="log lines as text or JSON objects (default: text; env OUTBOXKIT_LOG_FORMAT)",
+    )
 
 
 def _add_command(
@@ -91,6 +98,7 @@ def _add_command(
         )
     if spec.relay:
         RELAY_SPEC.add_arguments(parser, "relay options")
+        OBSERVABILITY_SPEC.add_arguments(parser, "metrics, health and tracing")
     for kind in spec.uses:
         if kind in chosen:
             c = chosen[kind]
@@ -174,19 +182,21 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invo
         for kind, c in chosen.items()
     }
     relay = RELAY_SPEC.resolve(args, environ, config) if spec.relay else None
-    return Invocation(spec, args, config, selected, relay)
+    observability = OBSERVABILITY_SPEC.resolve(args, environ, config) if spec.relay else None
+    return Invocation(spec, args, config, selected, relay, observability)
 
 
-def _configure_logging(level: str) -> None:
-    if level not in LOG_LEVELS:  # only a bad OUTBOXKIT_LOG_LEVEL gets here: flags are checked
-        raise ConfigurationError(
-            f"invalid value {level!r} for OUTBOXKIT_LOG_LEVEL: use one of {', '.join(LOG_LEVELS)}"
-        )
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(level: str, fmt: str, secrets: Sequence[str]) -> None:
+    # only a bad OUTBOXKIT_LOG_LEVEL / OUTBOXKIT_LOG_FORMAT gets here: flags are checked
+    for value, allowed, variable in (
+        (level, LOG_LEVELS, "OUTBOXKIT_LOG_LEVEL"),
+        (fmt, LOG_FORMATS, "OUTBOXKIT_LOG_FORMAT"),
+    ):
+        if value not in allowed:
+            raise ConfigurationError(
+                f"invalid value {value!r} for {variable}: use one of {', '.join(allowed)}"
+            )
+    configure_logging(level, fmt, secrets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,9 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scrubber = Scrubber()
     try:
         invocation = parse(argv)
+        secrets: list[str] = []
         for selected in invocation.selected.values():
-            scrubber.add(selected.spec.secrets(selected.settings))
-        _configure_logging(invocation.args.log_level)
+            secrets += selected.spec.secrets(selected.settings)
+        scrubber.add(secrets)
+        _configure_logging(invocation.args.log_level, invocation.args.log_format, secrets)
         return anyio.run(invocation.spec.run, invocation)
     except KeyboardInterrupt:
         return 130

@@ -109,6 +109,13 @@ class KafkaPublisher:
                     log.warning("Kafka flush on close failed: %s", exc)
             await producer.stop()
 
+    async def ping(self) -> None:
+        """Fetch the cluster's metadata: the relay's readiness check (it bounds the wait)."""
+        producer = self._producer
+        if producer is None:
+            raise PublisherUnavailableError("the Kafka publisher is not open")
+        await producer.client.fetch_all_metadata()
+
     def _broken(self) -> str | None:
         """Why the producer must be replaced, if it must."""
         producer = self._producer

@@ -133,6 +133,12 @@ class NatsPublisher:
             return
         log.info("created JetStream stream %r capturing %s", stream, ", ".join(subjects))
 
+    async def ping(self) -> None:
+        """Round-trip a PING to the server: the relay's readiness check (it bounds the wait)."""
+        if self._client is None or not self._client.is_connected:
+            raise PublisherUnavailableError("not connected to NATS")
+        await self._client.flush()
+
     async def _jetstream(self) -> JetStreamContext:
         """The JetStream context, reconnecting if the connection was closed under us."""
         if self._client is None or self._js is None:

@@ -16,7 +16,14 @@ from outboxkit.errors import (
     StoreUnavailableError,
 )
 from outboxkit.masking import mask_dsn
-from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.protocols import (
+    DeadLetter,
+    Envelope,
+    Lease,
+    LeaseInfo,
+    StoreGauges,
+    StoreStatus,
+)
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
@@ -301,6 +308,18 @@ class PostgresStore:
             shard_count=self.shard_count,
             instances=list(row["instances"]),
             leases=await self.leases(),
+        )
+
+    async def gauges(self) -> StoreGauges:
+        """Pending (exact up to 10,000, else estimated), oldest pending age, dead letters:
+        the relay's metrics read these every few seconds, cheaply at any backlog."""
+        row = await self._main().fetchrow(self._q["gauges"])
+        assert row is not None
+        return StoreGauges(
+            pending=row["pending"],
+            oldest_pending_age=row["oldest"],
+            dead_letters=row["dead"],
+            pending_estimated=row["pending_estimated"],
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

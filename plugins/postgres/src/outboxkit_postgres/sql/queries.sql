@@ -214,3 +214,29 @@ WITH locked AS MATERIALIZED (
     RETURNING shard
 )
 SELECT pg_notify('{{channel}}', shard::text) FROM added WHERE $12::boolean
+
+-- name: gauges
+-- The relay's backlog gauges, cheap at any backlog: rows are counted exactly up to 10,000
+-- (a LIMITed scan), above that PostgreSQL's live-tuple statistics stand in (an estimate);
+-- the oldest pending message is the oldest of each shard's first row by the primary key.
+WITH pending AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}} LIMIT 10001) AS s
+), dead AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}}_dead LIMIT 10001) AS s
+)
+SELECT CASE WHEN pending.n <= 10000 THEN pending.n
+            ELSE greatest(pending.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                      WHERE relid = '{{schema}}.{{table}}'::regclass))
+       END AS pending,
+       pending.n > 10000 AS pending_estimated,
+       CASE WHEN dead.n <= 10000 THEN dead.n
+            ELSE greatest(dead.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                   WHERE relid = '{{schema}}.{{table}}_dead'::regclass))
+       END AS dead,
+       (SELECT greatest(0, extract(epoch FROM now() - min(first.created_at)))::float8
+        FROM {{schema}}.{{table}}_leases AS l
+        CROSS JOIN LATERAL (
+            SELECT o.created_at FROM {{schema}}.{{table}} AS o
+            WHERE o.shard = l.shard ORDER BY o.seq LIMIT 1
+        ) AS first) AS oldest
+FROM pending, dead
