@@ -34,6 +34,7 @@ postgres_url = _servers.postgres_url
 kafka_bootstrap = _servers.kafka_bootstrap
 nats_url = _servers.nats_url
 mongodb_url = _servers.mongodb_url
+prometheus_url = _servers.prometheus_url
 
 
 @pytest.fixture(scope="session")

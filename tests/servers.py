@@ -6,7 +6,8 @@ Server addresses come from ``OUTBOXKIT_TEST_*`` environment variables, which
     scripts/services up
     eval "$(scripts/services env)"
 
-Session fixtures ``postgres_url``, ``kafka_bootstrap``, ``nats_url`` and ``mongodb_url``
+Session fixtures ``postgres_url``, ``kafka_bootstrap``, ``nats_url``, ``mongodb_url`` and
+``prometheus_url``
 return the address after checking, once per session, that the server really answers
 (a protocol-level probe, not just an open port). When a variable is missing or its
 server does not answer, the test is **skipped** on a developer machine and **fails** in
@@ -35,6 +36,7 @@ __all__ = [
     "mongodb_url",
     "nats_url",
     "postgres_url",
+    "prometheus_url",
     "require_server",
     "server_url",
     "services_command",
@@ -55,6 +57,7 @@ SERVERS: dict[str, Server] = {
     "kafka": Server("kafka", "OUTBOXKIT_TEST_KAFKA_BOOTSTRAP", "Kafka"),
     "nats": Server("nats", "OUTBOXKIT_TEST_NATS_URL", "NATS JetStream"),
     "mongodb": Server("mongodb", "OUTBOXKIT_TEST_MONGODB_URL", "MongoDB-wire server"),
+    "prometheus": Server("prometheus", "OUTBOXKIT_TEST_PROMETHEUS_URL", "Prometheus"),
 }
 
 
@@ -148,3 +151,9 @@ def nats_url() -> str:
 def mongodb_url() -> str:
     """``mongodb://...`` URL of a MongoDB-wire server (FerretDB locally, mongod via Docker)."""
     return require_server("mongodb")
+
+
+@pytest.fixture(scope="session")
+def prometheus_url() -> str:
+    """``http://host:port`` of a Prometheus scraping the file_sd targets tests write."""
+    return require_server("prometheus")
