@@ -33,14 +33,15 @@ HEADER_ID = "outboxkit-id"
 HEADER_AGGREGATE_TYPE = "outboxkit-aggregate-type"
 HEADER_AGGREGATE_ID = "outboxkit-aggregate-id"
 HEADER_EVENT_TYPE = "outboxkit-event-type"
-TRACE_HEADERS = ("traceparent", "tracestate")
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 ROUTING_FIELDS = frozenset({"topic", "aggregate_type", "aggregate_id", "event_type"})
 
 trace_context: ContextVar[Mapping[str, str] | None] = ContextVar(
     "outboxkit_trace_context", default=None
 )
-"""W3C trace context (``traceparent``/``tracestate``) captured into messages at write time.
+"""W3C trace context (``traceparent``/``tracestate``/``baggage``) captured into messages at
+write time.
 
 Set it from your tracing middleware; if OpenTelemetry is installed and this is unset, the
 current OpenTelemetry context is used.

@@ -63,10 +63,6 @@ class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = True
 
 
-def _tracer_system(publisher_name: str) -> str:
-    return publisher_name or "outboxkit"
-
-
 class RelayObserver:
     """Wraps a relay's store and publisher to measure them, then runs beside the relay.
 
@@ -81,8 +77,12 @@ class RelayObserver:
         settings: ObservabilitySettings | None = None,
         store_name: str = "store",
         publisher_name: str = "publisher",
+        *,
+        tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or ObservabilitySettings()
+        self._tracer_provider = tracer_provider
+        """An OpenTelemetry tracer provider (default: the global one, once configured)."""
         self.store_name = store_name
         self.publisher_name = publisher_name
         self.instruments = RelayInstruments()
@@ -100,9 +100,9 @@ class RelayObserver:
     def wrap(self, store: Store, publisher: Publisher) -> tuple[Store, Publisher]:
         """The store and publisher to give the relay: the same, measured (and traced)."""
         self._store, self._publisher = store, publisher
-        tracer = (
-            publish_tracer(_tracer_system(self.publisher_name)) if self.settings.tracing else None
-        )
+        tracer = None
+        if self.settings.tracing:
+            tracer = publish_tracer(self.publisher_name or "outboxkit", self._tracer_provider)
         return (
             ObservedStore(store, self.instruments),
             ObservedPublisher(publisher, self.instruments, tracer),
@@ -158,7 +158,8 @@ class RelayObserver:
                     from outboxkit.observability.http import serve_http
 
                     tg.start_soon(serve_http, listener, self._routes())
-                tg.start_soon(self._check_loop)
+                if listener is not None:
+                    tg.start_soon(self._check_loop)
                 if self.settings.summary_interval > 0:
                     tg.start_soon(self._summary_loop)
                 await relay.run()
@@ -218,16 +219,13 @@ class RelayObserver:
 
     async def _check_loop(self) -> None:
         """Read the backlog gauges and ping the publisher every ``check_interval`` seconds
-        (every ``summary_interval`` when no HTTP port is set: only the summary needs them)."""
+        (without an HTTP port, only each summary line reads the gauges)."""
         interval = self.settings.check_interval
-        if self.settings.http_port is None:
-            interval = max(interval, self.settings.summary_interval)
         while True:
             started = anyio.current_time()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._check_store)
-                if self.settings.http_port is not None:
-                    tg.start_soon(self._check_publisher)
+                tg.start_soon(self._check_publisher)
             await anyio.sleep(max(0.0, started + interval - anyio.current_time()))
 
     async def _check_store(self) -> None:
@@ -266,6 +264,8 @@ class RelayObserver:
         last_lag = _Snapshot(self.instruments.lag_seconds)
         while True:
             await anyio.sleep(interval)
+            if self.settings.http_port is None:
+                await self._check_store()
             metrics = self.metrics
             published = metrics.published - last_published
             last_published = metrics.published

@@ -23,12 +23,12 @@ __all__ = ["PublishTracer", "publish_tracer"]
 class PublishTracer:
     """Starts one span per message before a publish call and ends them with its outcomes."""
 
-    def __init__(self, system: str) -> None:
+    def __init__(self, system: str, provider: Any = None) -> None:
         from opentelemetry import propagate, trace
 
         self._trace = trace
         self._propagate = propagate
-        self._tracer = trace.get_tracer("outboxkit.relay")
+        self._tracer = trace.get_tracer("outboxkit.relay", tracer_provider=provider)
         self._system = system
 
     def start(self, messages: Sequence[Message]) -> tuple[list[Message], list[Any]]:
@@ -82,14 +82,15 @@ def otel_installed() -> bool:
     return importlib.util.find_spec("opentelemetry") is not None
 
 
-def publish_tracer(system: str) -> PublishTracer | None:
-    """A tracer when OpenTelemetry is installed and a tracer provider is configured (its
-    global provider is no longer the default proxy), else None: no spans, no cost."""
-    if not otel_installed():
+def publish_tracer(system: str, provider: Any = None) -> PublishTracer | None:
+    """A tracer of ``provider``, or of the global provider once one is configured (it is no
+    longer the default proxy), when OpenTelemetry is installed; else None: no spans, no cost."""
+    if provider is None and not otel_installed():
         return None
     from opentelemetry import trace
 
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        return None
-    return PublishTracer(system)
+    if provider is None:
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return None
+    return PublishTracer(system, provider)
