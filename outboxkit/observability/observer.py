@@ -359,4 +359,5 @@ async def read_gauges(store: Store) -> StoreGauges:
         pending=status.pending,
         oldest_pending_age=status.oldest_pending_age,
         dead_letters=status.dead_letters,
+        blocked_aggregates=status.blocked_aggregates,
     )

@@ -115,6 +115,13 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "outboxkit_dead_letters", "Dead letters in the store", value=gauges.dead_letters
         )
+        if gauges.blocked_aggregates is not None:
+            yield GaugeMetricFamily(
+                "outboxkit_blocked_aggregates",
+                "Aggregates with a dead letter (their later messages wait when "
+                "on_dead_letter=block; exact up to 10,000)",
+                value=gauges.blocked_aggregates,
+            )
         yield GaugeMetricFamily(
             "outboxkit_store_gauges_age_seconds",
             "Seconds since the backlog gauges were read from the store",

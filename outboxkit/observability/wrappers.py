@@ -13,7 +13,15 @@ from typing import Any
 from outboxkit.message import Message
 from outboxkit.observability.instruments import RelayInstruments
 from outboxkit.observability.tracing import PublishTracer
-from outboxkit.protocols import Delivered, Envelope, Lease, Outcome, Publisher, Store
+from outboxkit.protocols import (
+    DeadLetterPolicy,
+    Delivered,
+    Envelope,
+    Lease,
+    Outcome,
+    Publisher,
+    Store,
+)
 
 __all__ = ["ObservedPublisher", "ObservedStore"]
 
@@ -29,10 +37,12 @@ class ObservedStore:
     def shard_count(self) -> int:
         return self.inner.shard_count
 
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
         started = time.perf_counter()
         try:
-            return await self.inner.claim(lease, limit)
+            return await self.inner.claim(lease, limit, on_dead_letter=on_dead_letter)
         finally:
             self._instruments.claims += 1
             self._instruments.claim_seconds.observe(time.perf_counter() - started)

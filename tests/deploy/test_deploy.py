@@ -12,12 +12,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from server_clients import consumer_from_start
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "observability"))
-from obs_support import kafka_topic, pg_outbox, write_messages
 
 from outboxkit.testing import unique_name
+from tests.support.kafka import consumer_from_start
+from tests.support.observability import kafka_topic, pg_outbox, write_messages
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -9,7 +9,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from obs_support import (
+
+from outboxkit.observability.logs import JsonFormatter, TextFormatter
+from outboxkit.relay.log import shard_ranges
+from tests.support.observability import (
     Relay,
     TopicReader,
     eventually,
@@ -18,9 +21,6 @@ from obs_support import (
     relay_env,
     write_messages,
 )
-
-from outboxkit.observability.logs import JsonFormatter, TextFormatter
-from outboxkit.relay.log import shard_ranges
 
 PASSWORD = "s3cret-pw-42"
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from obs_support import (
+
+from outboxkit.testing import unique_name
+from tests.support.observability import (
     Relay,
     TopicReader,
     eventually,
@@ -24,8 +26,6 @@ from obs_support import (
     relay_env,
     write_messages,
 )
-
-from outboxkit.testing import unique_name
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -72,6 +72,7 @@ async def test_prometheus_sees_what_the_consumer_read(
                 )
                 assert value("outboxkit_pending_estimated") == 0
                 assert value("outboxkit_dead_letters") == 0
+                assert value("outboxkit_blocked_aggregates") == 0
                 assert value("outboxkit_owned_shards") == 8
                 lag_p99 = prometheus_value(
                     prometheus_url,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from obs_support import (
+
+from tests.support.observability import (
     Relay,
     StallingProxy,
     aget,

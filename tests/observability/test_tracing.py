@@ -12,20 +12,20 @@ from pathlib import Path
 
 import anyio
 import pytest
-from obs_support import TopicReader, eventually, kafka_topic, pg_outbox
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
-from server_clients import pg_connection
 
 from outboxkit.message import Message
 from outboxkit.observability import ObservabilitySettings, RelayObserver
 from outboxkit.observability.tracing import publish_tracer
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
+from tests.support.observability import TopicReader, eventually, kafka_topic, pg_outbox
+from tests.support.postgres import pg_connection
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -33,10 +33,7 @@ ErrorCallback = Callable[[Exception], Awaitable[None]]
 def mask_server(url: str) -> str:
     """``url`` with its password or token (``nats://token@host``) replaced by ``***``."""
     masked = mask_dsn(url)
-    try:
-        parts = urlsplit(masked)
-    except ValueError:
-        return "<unparseable URL>"
+    parts = urlsplit(masked)  # parses: mask_dsn returns "<unparseable DSN>" for what does not
     if parts.username is None or parts.password is not None:
         return masked
     host = parts.netloc.rpartition("@")[2]
