@@ -2,6 +2,7 @@
 
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     InvalidMessageError,
     LeaseLostError,
     OutboxError,
@@ -13,6 +14,7 @@ from outboxkit.errors import (
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
     DeadLetter,
+    DeadLetterPolicy,
     Delivered,
     Envelope,
     Failed,
@@ -32,6 +34,8 @@ from outboxkit.uuidv7 import uuid7
 __all__ = [
     "ConfigurationError",
     "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",

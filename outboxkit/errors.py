@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 if TYPE_CHECKING:
     from outboxkit.protocols import Lease
@@ -50,3 +52,14 @@ class StoreUnavailableError(OutboxError):
 
 class PublisherUnavailableError(OutboxError):
     """The broker cannot be reached."""
+
+
+class DeadLetterNotFoundError(OutboxError, LookupError):
+    """Some ids given to ``replay`` or ``discard`` are not dead letters; nothing changed."""
+
+    def __init__(self, missing: Sequence[UUID]) -> None:
+        self.missing = list(missing)
+        shown = ", ".join(str(i) for i in self.missing)
+        super().__init__(
+            f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"
+        )

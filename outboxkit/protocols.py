@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -18,6 +18,7 @@ from outboxkit.message import Message
 
 __all__ = [
     "DeadLetter",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",
@@ -91,8 +92,28 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """When it was dead-lettered."""
 
 
+DeadLetterPolicy = Literal["block", "skip"]
+"""What a dead letter does to the later messages of its aggregate (the relay's
+``on_dead_letter`` setting, passed to :meth:`Store.claim`):
+
+* ``"block"`` (the default): they wait until the dead letter is replayed or discarded, so the
+  broker never sees the aggregate out of order;
+* ``"skip"``: they are published; a replayed dead letter then reaches the broker after them.
+"""
+
+BLOCKED_SAMPLE = 5
+"""How many blocked aggregate ids :attr:`StoreStatus.blocked_sample` holds at most."""
+
+
 class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``outboxkit status`` shows."""
+    """What ``outboxkit status`` shows.
+
+    ``blocked_aggregates`` counts the aggregates that have a dead letter (``blocked_sample``:
+    up to :data:`BLOCKED_SAMPLE` of their ids, smallest first); ``parked`` counts the pending
+    messages that come after a dead letter of their aggregate (under ``on_dead_letter=block``
+    they wait for it to be replayed or discarded). Both are part of the counts above them:
+    ``parked <= pending``.
+    """
 
     pending: int
     """Messages waiting to be published."""
@@ -106,6 +127,12 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     """Live relay instances."""
     leases: list[LeaseInfo]
     """Every shard's lease."""
+    blocked_aggregates: int = 0
+    """Aggregates that have a dead letter."""
+    blocked_sample: list[str] = msgspec.field(default_factory=list)
+    """Up to ``BLOCKED_SAMPLE`` ids of blocked aggregates, smallest first."""
+    parked: int = 0
+    """Pending messages after a dead letter of their aggregate (part of ``pending``)."""
 
 
 class Delivered(msgspec.Struct, frozen=True):
@@ -147,9 +174,16 @@ class Store(Protocol):
 
     * ``claim`` returns pending messages of the lease's shard in ``position`` order, at most
       ``limit``, without marking them. It skips an aggregate entirely from its first message
-      that is not yet due (retry backoff), so no later message of it can overtake. It never
-      relies on a high-water mark: a message that commits late with a lower position is
-      returned by the next claim.
+      that is not yet due (retry backoff), so no later message of it can overtake. With
+      ``on_dead_letter="block"`` it also skips every message that comes after a dead letter
+      of its aggregate (never one before it: a message is never held back by a later one).
+      It never relies on a high-water mark: a message that commits late with a lower
+      position is returned by the next claim.
+    * ``replay`` puts dead letters back *in their original place*: after a replay, the
+      aggregate's messages are claimed in the order they were written, the replayed ones
+      among them (m1, m2 replayed, m3), whatever the policy.
+    * ``replay`` and ``discard`` given ids change nothing if any of them is not a dead letter:
+      they raise :class:`~outboxkit.errors.DeadLetterNotFoundError` naming those ids.
     * ``ack``, ``retry`` and ``dead_letter`` are *fenced*: they check, in the same database
       transaction, that the lease is still held with the same token and unexpired by the
       database clock, else they change nothing and raise :class:`~outboxkit.errors.LeaseLostError`.
@@ -195,8 +229,12 @@ class Store(Protocol):
         """Give up the given leases (only those still held with the same token)."""
 
     # -- messages -------------------------------------------------------------------------
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Pending, due messages of ``lease.shard`` in position order (see class docs)."""
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
+        """Pending, due messages of ``lease.shard`` in position order (see class docs);
+        with ``on_dead_letter="block"``, none that comes after a dead letter of its
+        aggregate."""
         ...
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
@@ -233,7 +271,8 @@ class Store(Protocol):
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:
-        """Pending count, oldest pending age (database clock), dead letters, leases."""
+        """Pending count, oldest pending age (database clock), dead letters, blocked
+        aggregates and parked messages, leases."""
         ...
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -241,7 +280,22 @@ class Store(Protocol):
         ...
 
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all if ``ids`` is None) back to the outbox; return how many."""
+        """Move dead letters (all if ``ids`` is None) back to the outbox, each to its
+        original place in its aggregate's order; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and move none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None) for good, which unblocks their
+        aggregates; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and delete none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` seconds ago
+        (database clock); return how many."""
         ...
 
 

@@ -44,7 +44,8 @@ class ShardedRelay:
     Run it with ``await relay.run()``; :meth:`stop` (e.g. from a SIGTERM handler) makes it stop
     claiming, finish and settle in-flight batches (at most ``drain_timeout`` seconds), release
     its leases, leave the instance table, close store and publisher, and return. With
-    ``exit_when_idle`` it also stops by itself once nothing is pending. A relay runs once.
+    ``exit_when_idle`` it also stops by itself once nothing is left to publish (messages
+    parked behind a dead letter, with ``on_dead_letter="block"``, are not). A relay runs once.
     """
 
     def __init__(
@@ -145,7 +146,8 @@ class ShardedRelay:
         log.info("relay %s stopped", self.owner)
 
     async def _stop_when_idle(self, keeper: LeaseKeeper, pool: WorkerPool) -> None:
-        """Stop once a full round found every owned shard empty and nothing is pending."""
+        """Stop once a full round found every owned shard empty and nothing is pending but
+        messages parked behind dead letters (with ``on_dead_letter="block"``)."""
         while True:
             await anyio.sleep(self.settings.poll_interval)
             if keeper.rounds == 0:
@@ -157,8 +159,17 @@ class ShardedRelay:
             except Exception as exc:
                 log.warning("status check failed (%s)", brief(exc))
                 continue
-            if status.pending == 0:
-                log.info("nothing pending: stopping (exit_when_idle)")
+            parked = status.parked if self.settings.on_dead_letter == "block" else 0
+            if status.pending - parked <= 0:
+                if parked:
+                    log.info(
+                        "nothing to publish: stopping (exit_when_idle); %d messages of %d "
+                        "aggregates wait behind dead letters (on_dead_letter=block)",
+                        parked,
+                        status.blocked_aggregates,
+                    )
+                else:
+                    log.info("nothing pending: stopping (exit_when_idle)")
                 self.stop()
                 return
 

@@ -1,10 +1,11 @@
 """``MemoryStore``: a :class:`~outboxkit.protocols.Store` held in memory, for unit tests.
 
 It keeps the contract's semantics and passes :class:`~outboxkit.testing.StoreConformance`:
-claims in position order that skip an aggregate from its first message not yet due, fencing
-tokens checked on ack/retry/dead_letter, lease expiry by its own clock (``store.clock``, which
-a test moves forward with ``store.clock.advance(seconds)`` instead of sleeping). Messages are
-written with :meth:`MemoryStore.add`; nothing survives the process.
+claims in position order that skip an aggregate from its first message not yet due (and, with
+``on_dead_letter="block"``, from its first dead letter on), replays into the original place,
+fencing tokens checked on ack/retry/dead_letter, lease expiry by its own clock
+(``store.clock``, which a test moves forward with ``store.clock.advance(seconds)`` instead of
+sleeping). Messages are written with :meth:`MemoryStore.add`; nothing survives the process.
 """
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import anyio
 import anyio.lowlevel
 
-from outboxkit.errors import LeaseLostError
+from outboxkit.errors import DeadLetterNotFoundError, LeaseLostError
 from outboxkit.message import Message
-from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.protocols import (
+    BLOCKED_SAMPLE,
+    DeadLetter,
+    DeadLetterPolicy,
+    Envelope,
+    Lease,
+    LeaseInfo,
+    StoreStatus,
+)
 from outboxkit.sharding import shard_of
 
 __all__ = ["MemoryClock", "MemoryStore"]
@@ -86,6 +95,8 @@ class MemoryStore:
         """Live relay instances and when their heartbeat expires."""
         self.dead: list[DeadLetter] = []
         """The dead letters."""
+        self.dead_positions: dict[UUID, int] = {}
+        """The position each dead letter had (a replay puts it back there)."""
         self.acked: list[UUID] = []
         """Ids acknowledged so far, in order."""
         self.wakes_every_commit = False
@@ -101,8 +112,9 @@ class MemoryStore:
         if self._signal is not None:
             self._signal.set()
 
-    def _insert(self, shard: int, message: Message) -> None:
-        position, self._next_position = self._next_position, self._next_position + 1
+    def _insert(self, shard: int, message: Message, position: int | None = None) -> None:
+        if position is None:
+            position, self._next_position = self._next_position, self._next_position + 1
         self.rows[position] = Row(position, shard, message, written=self.clock())
         self._woke.add(shard)
 
@@ -180,13 +192,34 @@ class MemoryStore:
             if row.owner == lease.owner and row.token == lease.token:
                 row.owner, row.expires = None, 0.0
 
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+    def _first_dead(self) -> dict[str, int]:
+        """Aggregate id -> position of its first dead letter."""
+        first: dict[str, int] = {}
+        for letter in self.dead:
+            aggregate = letter.message.aggregate_id
+            position = self.dead_positions[letter.message.id]
+            first[aggregate] = min(position, first.get(aggregate, position))
+        return first
+
+    def _parked(self) -> list[Row]:
+        """Pending rows after a dead letter of their aggregate."""
+        first = self._first_dead()
+        return [
+            row
+            for row in self.rows.values()
+            if row.position > first.get(row.message.aggregate_id, row.position)
+        ]
+
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
         await self._enter("claim")
         now, blocked, out = self.clock(), set(), []
+        parked = {row.position for row in self._parked()} if on_dead_letter == "block" else set()
         for row in sorted(self.rows.values(), key=lambda r: r.position):
             if row.shard != lease.shard or row.message.aggregate_id in blocked:
                 continue
-            if row.due > now:
+            if row.due > now or row.position in parked:
                 blocked.add(row.message.aggregate_id)
                 continue
             out.append(
@@ -232,9 +265,10 @@ class MemoryStore:
                     shard=row.shard,
                     error=error,
                     attempts=row.attempts + 1,
-                    failed_at=datetime.now(UTC),
+                    failed_at=self._now(),
                 )
             )
+            self.dead_positions[row.message.id] = row.position
 
     async def wait(self, timeout: float) -> set[int] | None:
         """The shards that got messages since the last call, or None after ``timeout``."""
@@ -254,6 +288,7 @@ class MemoryStore:
         await self._enter("status")
         now = self.clock()
         oldest = min((row.written for row in self.rows.values()), default=None)
+        blocked = sorted(self._first_dead())
         return StoreStatus(
             pending=len(self.rows),
             oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
@@ -261,20 +296,55 @@ class MemoryStore:
             shard_count=self._shard_count,
             instances=sorted(k for k, v in self.instances.items() if v > now),
             leases=await self.leases(),
+            blocked_aggregates=len(blocked),
+            blocked_sample=blocked[:BLOCKED_SAMPLE],
+            parked=len(self._parked()),
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         await self._enter("dead_letters")
         return self.dead[:limit]
 
-    async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all if ``ids`` is None) back as fresh messages, oldest first."""
-        await self._enter("replay")
+    def _now(self) -> datetime:
+        """The store's clock as a datetime (moved by ``clock.advance`` too)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock.offset)
+
+    def _take(self, ids: Sequence[UUID] | None) -> list[DeadLetter]:
+        """Remove and return the dead letters ``ids`` (all if None), oldest first; none if
+        one of ``ids`` is not a dead letter."""
+        if ids is not None:
+            known = {d.message.id for d in self.dead}
+            missing = [i for i in dict.fromkeys(ids) if i not in known]
+            if missing:
+                raise DeadLetterNotFoundError(missing)
         chosen = None if ids is None else set(ids)
-        moved = [d for d in self.dead if chosen is None or d.message.id in chosen]
+        taken = [d for d in self.dead if chosen is None or d.message.id in chosen]
         self.dead = [d for d in self.dead if chosen is not None and d.message.id not in chosen]
+        return taken
+
+    async def replay(self, ids: Sequence[UUID] | None = None) -> int:
+        """Move dead letters (all if ``ids`` is None) back to the positions they had."""
+        await self._enter("replay")
+        moved = self._take(ids)
         for letter in moved:
-            self._insert(letter.shard, letter.message)
+            position = self.dead_positions.pop(letter.message.id)
+            self._insert(letter.shard, letter.message, position)
         if moved and self._signal is not None:
             self._signal.set()
         return len(moved)
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None)."""
+        await self._enter("discard")
+        taken = self._take(ids)
+        for letter in taken:
+            del self.dead_positions[letter.message.id]
+        if taken and self._signal is not None:
+            self._signal.set()
+        return len(taken)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` s ago."""
+        await self._enter("purge")
+        cutoff = self._now() - timedelta(seconds=older_than)
+        return await self.discard([d.message.id for d in self.dead if d.failed_at < cutoff])

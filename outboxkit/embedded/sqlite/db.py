@@ -26,7 +26,7 @@ NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """SQL expression: the database clock in seconds since the epoch (stable within a statement)."""
 
 BUSY_TIMEOUT_MS = 10_000
-MIGRATIONS = ("schema.sql",)
+MIGRATIONS = ("schema.sql", "schema_2.sql")
 """Schema scripts; script ``i`` upgrades version ``i`` to ``i + 1``."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from outboxkit import Message
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     LeaseLostError,
     SchemaMissingError,
     StoreUnavailableError,
@@ -198,19 +199,27 @@ async def test_dead_letter_list_and_replay(
     await store.retry(lease, [first], "flaky", delay=0)
     first = (await store.claim(lease, 10))[0]
     await store.dead_letter(lease, [first], "poison: schema mismatch")
-    assert [e.message.event_type for e in await store.claim(lease, 10)] == ["b"]
+    assert await store.claim(lease, 10) == []  # on_dead_letter=block: b waits
+    skipped = await store.claim(lease, 10, on_dead_letter="skip")
+    assert [e.message.event_type for e in skipped] == ["b"]
 
     [dead] = await store.dead_letters()
     assert dead.message == first.message and dead.error == "poison: schema mismatch"
     assert dead.attempts == 2 and dead.shard == lease.shard
-    assert (await store.status()).dead_letters == 1
+    status = await store.status()
+    assert (status.dead_letters, status.blocked_aggregates, status.parked) == (1, 1, 1)
+    (doc,) = await mongo_db["orders"].find({}, {"outbox_dead": 1}).to_list()
+    assert doc["outbox_dead"] == [str(first.message.id)]
 
-    assert await store.replay([second.message.id]) == 0  # not a dead letter
+    with pytest.raises(DeadLetterNotFoundError):
+        await store.replay([second.message.id])  # not a dead letter
     assert await store.replay() == 1
     assert await store.dead_letters() == []
+    (doc,) = await mongo_db["orders"].find({}, {"outbox_dead": 1}).to_list()
+    assert "outbox_dead" not in doc
     replayed = await store.claim(lease, 10)
-    assert [(e.message.event_type, e.attempts) for e in replayed] == [("b", 0), ("a", 0)]
-    assert replayed[1].message.id == first.message.id  # same id: consumers can dedupe
+    assert [(e.message.event_type, e.attempts) for e in replayed] == [("a", 0), ("b", 0)]
+    assert replayed[0].message.id == first.message.id  # same id: consumers can dedupe
 
 
 async def test_leases_tokens_expiry_and_fencing(

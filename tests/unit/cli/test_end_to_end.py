@@ -134,7 +134,9 @@ def test_status_and_dead_letters_list_and_replay(
         assert str(message.id) in listed.stdout
     assert "topic orders does not exist" in listed.stdout
 
-    as_json = msgspec.json.decode(run_cli("dead-letters", "list", "--json", "--limit", "2").stdout)
+    as_json = msgspec.json.decode(
+        run_cli("dead-letters", "list", "--json", "--limit", "2", "--show-payload").stdout
+    )
     assert len(as_json) == 2
     assert as_json[0]["message"]["payload"] in ({"n": 0}, {"n": 1}, {"n": 2})
     assert as_json[0]["error"] == "topic orders does not exist"

@@ -213,7 +213,7 @@ async def test_non_retriable_failure_is_dead_lettered_at_once() -> None:
     store = FakeStore(shard_count=2)
     publisher = FakePublisher(fail=fail_first("agg-1", times=99, retriable=False))
     store.add(*messages(aggregates=2, per_aggregate=3))
-    relay = ShardedRelay(store, publisher, settings())
+    relay = ShardedRelay(store, publisher, settings(on_dead_letter="skip"))
 
     await running([relay], lambda: wait_for(lambda: not store.rows))
     assert [(d.message.aggregate_id, d.error, d.attempts) for d in store.dead] == [
@@ -228,13 +228,68 @@ async def test_max_attempts_dead_letters() -> None:
     store = FakeStore(shard_count=2)
     publisher = FakePublisher(fail=fail_first("agg-0", times=99))
     store.add(*messages(aggregates=1, per_aggregate=2))
-    relay = ShardedRelay(store, publisher, settings(max_attempts=3))
+    relay = ShardedRelay(store, publisher, settings(max_attempts=3, on_dead_letter="skip"))
 
     await running([relay], lambda: wait_for(lambda: not store.rows))
     assert [d.attempts for d in store.dead] == [3]
     assert relay.metrics.retried == 2
     assert relay.metrics.dead_lettered == 1
     assert per_aggregate_order(publisher.delivered) == {"agg-0": [1]}
+
+
+async def test_dead_letter_blocks_its_aggregate_until_replayed() -> None:
+    """on_dead_letter=block (the default): the aggregate's later messages wait for the dead
+    letter, other aggregates flow; after the replay the aggregate goes out in its order."""
+    store = FakeStore(shard_count=2)
+    publisher = FakePublisher(fail=fail_first("agg-1", times=1, retriable=False))
+    store.add(*messages(aggregates=2, per_aggregate=3))
+    relay = ShardedRelay(store, publisher, settings())
+
+    async def body() -> None:
+        await wait_for(lambda: len(store.dead) == 1 and len(publisher.delivered) == 3)
+        await anyio.sleep(0.2)  # many claims later, agg-1 still waits
+        assert per_aggregate_order(publisher.delivered) == {"agg-0": [0, 1, 2]}
+        status = await store.status()
+        assert (status.blocked_aggregates, status.blocked_sample, status.parked) == (
+            1,
+            ["agg-1"],
+            2,
+        )
+        assert await store.replay() == 1
+        await wait_for(lambda: not store.rows)
+
+    await running([relay], body)
+    assert per_aggregate_order(publisher.delivered) == {"agg-0": [0, 1, 2], "agg-1": [0, 1, 2]}
+    assert relay.metrics.dead_lettered == 1
+
+
+async def test_discarded_dead_letter_unblocks_its_aggregate() -> None:
+    store = FakeStore(shard_count=1)
+    publisher = FakePublisher(fail=fail_first("agg-0", times=99, retriable=False))
+    store.add(*messages(aggregates=1, per_aggregate=3))
+    relay = ShardedRelay(store, publisher, settings())
+
+    async def body() -> None:
+        await wait_for(lambda: len(store.dead) == 1)
+        await anyio.sleep(0.1)
+        assert publisher.delivered == []
+        assert await store.discard([store.dead[0].message.id]) == 1
+        await wait_for(lambda: not store.rows)
+
+    await running([relay], body)
+    assert per_aggregate_order(publisher.delivered) == {"agg-0": [1, 2]}
+
+
+async def test_exit_when_idle_does_not_wait_for_parked_messages() -> None:
+    store = FakeStore(shard_count=2)
+    publisher = FakePublisher(fail=fail_first("agg-1", times=99, retriable=False))
+    store.add(*messages(aggregates=2, per_aggregate=3))
+    relay = ShardedRelay(store, publisher, settings(exit_when_idle=True))
+
+    with anyio.fail_after(10):
+        await relay.run()
+    assert per_aggregate_order(publisher.delivered) == {"agg-0": [0, 1, 2]}
+    assert len(store.rows) == 2 and len(store.dead) == 1
 
 
 async def test_publisher_exception_retries_the_whole_batch() -> None:

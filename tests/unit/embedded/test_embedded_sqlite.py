@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from outboxkit.embedded.sqlite import db as sqlite_db
 from outboxkit.embedded.sqlite.settings import SqliteSettings
 from outboxkit.embedded.sqlite.store import SqliteStore, plugin
 from outboxkit.embedded.sqlite.writer import SqliteOutbox
 from outboxkit.errors import ConfigurationError, InvalidMessageError, SchemaMissingError
 from outboxkit.message import Message
 from outboxkit.plugins import STORE_GROUP
+from outboxkit.sharding import shard_of
 from outboxkit.testing import StoreConformance, WriteMessages, make_message
 
 TABLE = "events_outbox"
@@ -158,3 +160,47 @@ def test_plugin_is_registered() -> None:
     (entry_point,) = entry_points(group=STORE_GROUP, name="sqlite")
     assert entry_point.load() is plugin
     assert isinstance(plugin.create(SqliteSettings()), SqliteStore)
+
+
+@pytest.mark.anyio
+async def test_upgrade_from_version_1_keeps_dead_letters_blocking(
+    settings: SqliteSettings,
+    conn: sqlite3.Connection,
+    write: WriteMessages,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dead letter written by schema version 1 has no position: after the upgrade it
+    blocks every pending message of its aggregate, and a replay appends it."""
+    old = SqliteStore(settings)
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_db, "MIGRATIONS", sqlite_db.MIGRATIONS[:1])
+        patch.setattr(sqlite_db, "SCHEMA_VERSION", 1)
+        await old.migrate()
+        await old.close()
+        first, later = make_message("o-8", 1), make_message("o-8", 2)
+        await write([first, later])
+    with conn:  # what a version-1 relay's dead_letter did with the first message
+        columns = "id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload"
+        columns += ", content_type, created_at, shard"
+        conn.execute(
+            f"INSERT INTO {TABLE}_dead ({columns}, attempts, error, failed_at) "
+            f"SELECT {columns}, 1, 'refused', 0 FROM {TABLE} WHERE id = ?",
+            (str(first.id),),
+        )
+        conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (str(first.id),))
+
+    store = SqliteStore(settings)
+    with pytest.raises(SchemaMissingError, match=r"version 1.*outboxkit migrate"):
+        await store.open()
+    await store.migrate()
+    await store.open()
+    try:
+        lease = await store.acquire("relay", shard_of("o-8", 4), 60.0)
+        assert lease is not None
+        assert await store.claim(lease, 10) == []
+        assert (await store.status()).parked == 1
+        assert await store.replay() == 1
+        claimed = await store.claim(lease, 10)
+        assert [e.message.id for e in claimed] == [later.id, first.id]
+    finally:
+        await store.close()
