@@ -59,6 +59,7 @@ class DeadLetterNotFoundError(OutboxError, LookupError):
 
     def __init__(self, missing: Sequence[UUID]) -> None:
         self.missing = list(missing)
+        """The ids that are not dead letters."""
         shown = ", ".join(str(i) for i in self.missing)
         super().__init__(
             f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"

@@ -61,15 +61,25 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     aggregate_type: str
+    """Kind of aggregate the event belongs to, e.g. ``order``."""
     aggregate_id: str
+    """Id of the aggregate: events of one id are published in commit order."""
     event_type: str
+    """Name of the event, e.g. ``OrderCreated``."""
     payload: bytes = b""
+    """The encoded body (``Message.create`` encodes an object as JSON)."""
     topic: str | None = None
+    """Kafka topic or NATS subject; None when the publisher routes by a template."""
     key: str | None = None
+    """Broker partition key; None: ``aggregate_id``."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Broker headers (with ``Message.create``: the trace context)."""
     content_type: str = "application/json"
+    """Media type of ``payload``."""
     id: UUID = msgspec.field(default_factory=uuid7)
+    """Stable UUIDv7, sent as the ``outboxkit-id`` header, for consumers to drop duplicates."""
     created_at: datetime = msgspec.field(default_factory=_utcnow)
+    """When the message was created (UTC)."""
 
     def __post_init__(self) -> None:
         for name in ("aggregate_type", "aggregate_id", "event_type"):

@@ -57,9 +57,11 @@ class ShardedRelay:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RelaySettings()
+        """The relay's settings."""
         self.owner = self.settings.instance_id or default_instance_id()
         """This instance's name in the lease table."""
         self.metrics = RelayMetrics()
+        """Counters of the relay's work (claimed, published, retried, ...)."""
         self._store = store
         self._publisher = publisher
         self._rng = rng or random.Random()

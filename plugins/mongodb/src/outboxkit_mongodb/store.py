@@ -90,7 +90,9 @@ class MongoStore:
 
     def __init__(self, settings: MongoSettings) -> None:
         self.settings = settings
+        """The store's settings."""
         self.fields = OutboxFields(settings.outbox_field)
+        """Names of the outbox fields inside aggregate documents."""
         if settings.aggregate_field != "_id":
             check_field(settings.aggregate_field, "aggregate field")
         for name in settings.collections:
@@ -99,7 +101,9 @@ class MongoStore:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._shard_count: int | None = None
         self.server: ServerInfo | None = None
+        """What the server supports (known after ``open``)."""
         self.wakeup = Wakeup(settings.poll_interval)
+        """Wakes the relay's workers when messages are written."""
         self._writes: anyio.CapacityLimiter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -58,13 +58,17 @@ class MongoOutbox:
         if shard_count < 1:
             raise InvalidWriteError(f"shard_count must be >= 1, got {shard_count}")
         self.shard_count = shard_count
+        """The shard count fixed by ``outboxkit migrate --store mongodb``."""
         self.fields = OutboxFields(field)
+        """Names of the outbox fields inside aggregate documents."""
         self.aggregate_field = (
             aggregate_field
             if aggregate_field == "_id"
             else check_field(aggregate_field, "aggregate field")
         )
+        """The document field holding the aggregate id."""
         self.max_payload_bytes = max_payload_bytes
+        """Largest payload accepted, in bytes."""
 
     # -- public API -----------------------------------------------------------------------
     def prepare_update(

@@ -48,7 +48,9 @@ class NatsPublisher:
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
+        """The publisher's settings."""
         self.stats = PublisherStats()
+        """Cumulative outcome counters."""
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._limiter = anyio.CapacityLimiter(settings.max_in_flight)
