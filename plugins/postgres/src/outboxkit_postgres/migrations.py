@@ -8,6 +8,7 @@ from importlib.resources import files
 import asyncpg
 
 from outboxkit.errors import ConfigurationError
+from outboxkit.identifiers import quote_identifier
 from outboxkit_postgres.names import OutboxNames
 
 __all__ = ["LATEST_VERSION", "migrate"]
@@ -41,7 +42,7 @@ async def migrate(conn: asyncpg.Connection, names: OutboxNames, shard_count: int
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
         async with conn.transaction():
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {names.schema}")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(names.schema)}")
             await conn.execute(
                 names.render(
                     "CREATE TABLE IF NOT EXISTS {{schema}}.{{table}}_meta "

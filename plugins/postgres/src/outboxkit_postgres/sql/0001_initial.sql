@@ -1,5 +1,6 @@
 -- outboxkit Postgres schema, version 1.
--- Tokens {{schema}}, {{table}}, {{channel}}, {{shard_count}} are replaced by validated values.
+-- Tokens {{schema}}, {{table}}, {{channel}}, {{shard_count}} are replaced by validated values;
+-- {{schema}} and {{table}}[_suffix] become quoted identifiers.
 
 CREATE TABLE IF NOT EXISTS {{schema}}.{{table}} (
     shard          integer     NOT NULL,
