@@ -1,4 +1,5 @@
-"""Versioned schema migrations: ``sql/NNNN_*.sql`` applied in order under an advisory lock."""
+"""Versioned schema migrations: ``sql/NNNN_*.sql`` applied in order under an advisory lock
+in outboxkit's own two-key class (:data:`~outboxkit_postgres.names.MIGRATION_LOCK`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import asyncpg
 
 from outboxkit.errors import ConfigurationError
 from outboxkit.identifiers import quote_identifier
-from outboxkit_postgres.names import OutboxNames
+from outboxkit_postgres.names import MIGRATION_LOCK, OutboxNames
 
 __all__ = ["LATEST_VERSION", "migrate"]
 
 log = logging.getLogger("outboxkit.postgres")
-
-_MIGRATION_LOCK = 0x6F7574626F78  # "outbox": serialises concurrent `outboxkit migrate` runs
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -39,7 +38,7 @@ async def migrate(conn: asyncpg.Connection, names: OutboxNames, shard_count: int
     """
     if shard_count < 1:
         raise ConfigurationError(f"shard_count must be >= 1, got {shard_count}")
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    await conn.execute("SELECT pg_advisory_lock($1, $2)", *MIGRATION_LOCK)
     try:
         async with conn.transaction():
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(names.schema)}")
@@ -79,4 +78,4 @@ async def migrate(conn: asyncpg.Connection, names: OutboxNames, shard_count: int
             log.info("%s migrated to schema version %d", names.qualified, number)
         return fixed
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_unlock($1, $2)", *MIGRATION_LOCK)

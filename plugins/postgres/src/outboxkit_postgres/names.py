@@ -14,7 +14,16 @@ from importlib.resources import files
 
 from outboxkit.identifiers import check_identifier, quote_identifier
 
-__all__ = ["OutboxNames", "query_texts"]
+__all__ = ["MIGRATION_LOCK", "WRITER_LOCK_CLASS", "OutboxNames", "query_texts"]
+
+WRITER_LOCK_CLASS = 0x6F62786B
+"""First key (``'obxk'``, 1868724331) of the writers' transaction-scoped advisory locks,
+``pg_advisory_xact_lock(WRITER_LOCK_CLASS, <high 32 bits of the aggregate hash>)``. Two-key
+advisory locks never collide with one-key (bigint) ones, nor with two-key locks whose first
+key differs, so applications keep the rest of the advisory-lock space to themselves."""
+
+MIGRATION_LOCK = (0x6F62786D, 0)
+"""``pg_advisory_lock(1868724333, 0)`` (``'obxm'``): serialises concurrent ``migrate`` runs."""
 
 _TABLE_TOKEN = re.compile(r"\{\{table\}\}(\w*)")
 """``{{table}}`` and a suffix glued to it (``{{table}}_dead``): one name, quoted as a whole."""
@@ -45,11 +54,12 @@ class OutboxNames:
         """Replace ``{{schema}}``, ``{{table}}[suffix]``, ``{{channel}}`` and ``extra`` tokens.
 
         ``{{schema}}`` and ``{{table}}_suffix`` become quoted identifiers; ``{{channel}}``
-        (used inside a string literal) and ``extra`` tokens are replaced as they are.
+        (used inside a string literal), ``{{writer_lock}}`` (:data:`WRITER_LOCK_CLASS`) and
+        ``extra`` tokens are replaced as they are.
         """
         sql = sql.replace("{{schema}}", quote_identifier(self.schema))
         sql = _TABLE_TOKEN.sub(lambda m: quote_identifier(self.table + m.group(1)), sql)
-        tokens = {"channel": self.channel, **extra}
+        tokens = {"channel": self.channel, "writer_lock": str(WRITER_LOCK_CLASS), **extra}
         for name, value in tokens.items():
             sql = sql.replace("{{" + name + "}}", value)
         return sql
