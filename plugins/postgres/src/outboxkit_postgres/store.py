@@ -22,6 +22,7 @@ from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
 from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.privileges import check_relay
 from outboxkit_postgres.settings import PostgresSettings
 
 __all__ = ["PostgresStore"]
@@ -112,11 +113,16 @@ class PostgresStore:
             await conn.close()
 
     async def open(self) -> None:
-        """Connect and check the schema; raise ``SchemaMissingError`` with the fix if absent."""
+        """Connect and check the schema and the role's privileges.
+
+        Raises ``SchemaMissingError`` (run migrate) or ``ConfigurationError`` naming the
+        privileges the role lacks, before anything is written.
+        """
         if self._settings.pool_min > self._settings.pool_max:
             raise ConfigurationError("pg pool_min must not exceed pool_max")
         conn = await self._connect()
         try:
+            await check_relay(conn, self._names)
             version = await conn.fetchval(self._q["schema_version"])
             self._shard_count = await conn.fetchval(self._q["shard_count"])
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):

@@ -10,6 +10,7 @@ from outboxkit.errors import InvalidMessageError, OutboxError, SchemaMissingErro
 from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
 from outboxkit_postgres.codec import writer_arguments
 from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.privileges import writer_denied
 
 __all__ = ["PostgresOutbox"]
 
@@ -87,3 +88,5 @@ class PostgresOutbox:
             raise SchemaMissingError(
                 f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
             ) from exc
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise writer_denied(exc, self._names) from None
