@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from outboxkit.errors import OutboxError
-from outboxkit.settings import mask_text
+from outboxkit.secrets import mask_text
 
 __all__ = ["Scrubber", "outbox_error"]
 

@@ -12,7 +12,8 @@ import pytest
 from outboxkit.config import ConfigFile
 from outboxkit.errors import ConfigurationError
 from outboxkit.relay_settings import RelaySettings
-from outboxkit.settings import SettingsSpec, mask_text, masked_settings, secret_values
+from outboxkit.secrets import mask_text
+from outboxkit.settings import SettingsSpec, masked_settings, secret_values
 
 
 class DemoSettings(msgspec.Struct, kw_only=True, frozen=True):

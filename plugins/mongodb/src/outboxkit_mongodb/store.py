@@ -12,7 +12,6 @@ worst case is that the new owner publishes an entry again (a duplicate, as aroun
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from pymongo.errors import InvalidURI, PyMongoError
 
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
-from outboxkit.secrets import mask_dsn
+from outboxkit.secrets import mask_url, scrub
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -44,29 +43,12 @@ log = logging.getLogger("outboxkit.mongodb")
 Body = Callable[[AsyncClientSession | None, datetime], Awaitable[None]]
 
 
-_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
-
-
-def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***``, even when the URL is malformed."""
-    try:
-        return mask_dsn(url)
-    except ValueError:
-        return _PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (e.g. a driver error) without the password of ``url``."""
-    found = _PASSWORD.search(url)
-    return text.replace(found.group(1), "***") if found and found.group(1) else text
-
-
 def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
     """A client for ``settings.url``; errors name the URL with its password masked."""
     url = settings.url
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigurationError(
-            f"mongodb url {masked(url)!r} must start with mongodb:// or mongodb+srv://"
+            f"mongodb url {mask_url(url)!r} must start with mongodb:// or mongodb+srv://"
         )
     try:
         return AsyncMongoClient(
@@ -77,7 +59,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
         )
     except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
         raise ConfigurationError(
-            f"bad mongodb url {masked(url)!r}: {scrub(str(exc), url)}"
+            f"bad mongodb url {mask_url(url)!r}: {scrub(str(exc), url)}"
         ) from None
 
 
@@ -119,7 +101,7 @@ class MongoStore:
         except PyMongoError as exc:
             await self.close()
             raise StoreUnavailableError(
-                f"cannot reach the MongoDB server at {masked(self.settings.url)}: "
+                f"cannot reach the MongoDB server at {mask_url(self.settings.url)}: "
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(

@@ -16,7 +16,7 @@ from outboxkit.errors import (
     StoreUnavailableError,
 )
 from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
-from outboxkit.secrets import mask_dsn
+from outboxkit.secrets import mask_dsn, scrub
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
@@ -74,10 +74,10 @@ class PostgresStore:
         return self._shard_count
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        reason = str(exc).replace(self._settings.dsn, mask_dsn(self._settings.dsn))
+        dsn = self._settings.dsn
         return StoreUnavailableError(
-            f"cannot connect to PostgreSQL at {mask_dsn(self._settings.dsn)}: "
-            f"{type(exc).__name__}: {reason}"
+            f"cannot connect to PostgreSQL at {mask_dsn(dsn)}: "
+            f"{type(exc).__name__}: {scrub(str(exc), dsn)}"
         )
 
     async def _connect(self) -> asyncpg.Connection:
