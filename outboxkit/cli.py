@@ -29,6 +29,7 @@ from outboxkit.cli_commands import (
     Selected,
 )
 from outboxkit.cli_errors import Scrubber, outbox_error
+from outboxkit.cli_output import EXIT_CLOSED_PIPE, closed_pipe
 from outboxkit.cli_plugins import KINDS, installed, load
 from outboxkit.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.errors import ConfigurationError
@@ -193,7 +194,8 @@ def _configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash."""
+    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash,
+    141 when stdout's reader went away (``| head``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     scrubber = Scrubber()
     try:
@@ -205,12 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for selected in invocation.selected.values():
             scrubber.add(selected.spec.secrets(selected.settings))
         _configure_logging(invocation.args.log_level)
-        return anyio.run(invocation.spec.run, invocation)
+        status = anyio.run(invocation.spec.run, invocation)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below
+        return status
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # the one place where errors become exit codes
         if isinstance(exc, SystemExit | GeneratorExit):
             raise
+        if closed_pipe(exc):
+            return EXIT_CLOSED_PIPE
         known = outbox_error(exc)
         if known is not None:
             print(f"outboxkit: error: {scrubber(str(known))}", file=sys.stderr)
