@@ -162,6 +162,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invo
     first, _ = build_parser(environ=environ, add_help=False).parse_known_args(argv)
     spec: CommandSpec | None = getattr(first, "command_spec", None)
     config = load_config(getattr(first, "config", None), environ)
+    config.check_tables(["relay", *(name for kind in KINDS.values() for name in installed(kind))])
     chosen: dict[str, _Chosen] = {}
     if spec is not None:
         for kind in spec.uses:
