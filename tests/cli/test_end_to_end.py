@@ -163,3 +163,19 @@ def test_missing_schema_is_one_line_error(run_cli: RunCli) -> None:
 def test_replay_needs_ids_or_all(run_cli: RunCli, args: tuple[str, ...]) -> None:
     result = run_cli(*args)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("status", "--json"), ("dead-letters", "list"), ("relay", "--exit-when-idle")],
+)
+def test_commands_other_than_migrate_create_no_database(
+    command: tuple[str, ...], run_cli: RunCli, workdir: Path
+) -> None:
+    result = run_cli(*command)
+    assert result.returncode == 2, result.stderr
+    assert "the SQLite outbox database 'outbox.db' does not exist: run `outboxkit migrate" in (
+        result.stderr
+    )
+    assert result.stderr.count("outboxkit: error:") == 1 and "Traceback" not in result.stderr
+    assert list(workdir.iterdir()) == []
