@@ -9,6 +9,7 @@ from outboxkit.errors import (
     PublisherUnavailableError,
     SchemaMissingError,
     StoreUnavailableError,
+    TransactionRequiredError,
 )
 from outboxkit.ids import uuid7
 from outboxkit.message import Message, broker_headers, route, trace_context
@@ -52,6 +53,7 @@ __all__ = [
     "Store",
     "StoreStatus",
     "StoreUnavailableError",
+    "TransactionRequiredError",
     "broker_headers",
     "route",
     "shard_of",

@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.results import InsertOneResult, UpdateResult
 
 from outboxkit.errors import ConfigurationError, InvalidMessageError, SchemaMissingError
-from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
+from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message, check_messages
 from outboxkit.sharding import shard_of
 from outboxkit_mongodb.entries import encode_entry
 from outboxkit_mongodb.errors import InvalidWriteError
@@ -276,20 +276,15 @@ class MongoOutbox:
         return combined
 
     def _check_messages(self, messages: Sequence[Message], aggregate_id: str) -> None:
+        check_messages(messages, self.max_payload_bytes)
         seen: set[Any] = set()
         for message in messages:
-            if not isinstance(message, Message):
-                raise InvalidMessageError(
-                    f"expected outboxkit.Message, got {type(message).__name__}; build one with "
-                    "Message.create(...)"
-                )
             if message.aggregate_id != aggregate_id:
                 raise InvalidMessageError(
                     f"message {message.event_type!r} has aggregate id {message.aggregate_id!r} "
                     f"but the document's {self.aggregate_field!r} is {aggregate_id!r}: a "
                     "document's outbox only holds its own aggregate's messages"
                 )
-            message.check_size(self.max_payload_bytes)
             if message.id in seen:
                 raise InvalidMessageError(f"message id {message.id} appears twice")
             seen.add(message.id)
