@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import pytest
 from outboxkit import Message
 from outboxkit.embedded.sqlite_settings import SqliteSettings
 from outboxkit.embedded.sqlite_store import SqliteStore
+from outboxkit.embedded.sqlite_writer import SqliteOutbox
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -179,3 +181,21 @@ def test_commands_other_than_migrate_create_no_database(
     )
     assert result.stderr.count("outboxkit: error:") == 1 and "Traceback" not in result.stderr
     assert list(workdir.iterdir()) == []
+
+
+def test_reserved_word_as_the_sqlite_table(run_cli: RunCli, workdir: Path) -> None:
+    table = ("--sqlite-table", "order")
+    assert run_cli("migrate", *table).returncode == 0
+    messages = orders(6)
+    conn = sqlite3.connect(workdir / "outbox.db")
+    try:
+        with conn:
+            SqliteOutbox("order").add_many(conn, messages)
+    finally:
+        conn.close()
+    status = run_cli("status", "--json", *table)
+    assert status.returncode == 0 and msgspec.json.decode(status.stdout)["pending"] == 6
+    relayed = run_cli("relay", "--exit-when-idle", "--stdout-path", "out.jsonl", *table)
+    assert relayed.returncode == 0, relayed.stderr
+    assert len((workdir / "out.jsonl").read_text().splitlines()) == 6
+    assert run_cli("dead-letters", "list", *table).returncode == 0
