@@ -18,7 +18,7 @@ import os
 import sqlite3
 
 from outboxkit import Message, uuid7
-from outboxkit.embedded.sqlite_writer import SqliteOutbox
+from outboxkit.embedded.sqlite.writer import SqliteOutbox
 
 ORDERS_TABLE = """
 CREATE TABLE IF NOT EXISTS orders (

@@ -2,6 +2,7 @@
 
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     InvalidMessageError,
     LeaseLostError,
     OutboxError,
@@ -11,10 +12,10 @@ from outboxkit.errors import (
     StoreUnavailableError,
     TransactionRequiredError,
 )
-from outboxkit.ids import uuid7
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
     DeadLetter,
+    DeadLetterPolicy,
     Delivered,
     Envelope,
     Failed,
@@ -27,12 +28,15 @@ from outboxkit.protocols import (
     StoreStatus,
 )
 from outboxkit.relay import ShardedRelay
-from outboxkit.relay_settings import RelaySettings
+from outboxkit.relay.settings import RelaySettings
 from outboxkit.sharding import shard_of
+from outboxkit.uuidv7 import uuid7
 
 __all__ = [
     "ConfigurationError",
     "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",

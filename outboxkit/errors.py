@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from outboxkit.protocols import Lease
+
 
 class OutboxError(Exception):
     """Base class of every outboxkit error."""
@@ -44,6 +51,15 @@ class LeaseLostError(OutboxError):
     Raised when a fenced operation (ack, retry, dead-letter) is refused.
     """
 
+    @classmethod
+    def not_held(cls, lease: Lease, operation: str | None = None) -> LeaseLostError:
+        """The error of a store whose fenced ``operation`` found ``lease`` no longer held."""
+        refused = f"{operation} refused: " if operation else ""
+        return cls(
+            f"{refused}lease on shard {lease.shard} (token {lease.token}) is no longer held by "
+            f"{lease.owner!r}: it expired or was taken over; nothing was changed"
+        )
+
 
 class StoreUnavailableError(OutboxError):
     """The store's database cannot be reached."""
@@ -51,3 +67,14 @@ class StoreUnavailableError(OutboxError):
 
 class PublisherUnavailableError(OutboxError):
     """The broker cannot be reached."""
+
+
+class DeadLetterNotFoundError(OutboxError, LookupError):
+    """Some ids given to ``replay`` or ``discard`` are not dead letters; nothing changed."""
+
+    def __init__(self, missing: Sequence[UUID]) -> None:
+        self.missing = list(missing)
+        shown = ", ".join(str(i) for i in self.missing)
+        super().__init__(
+            f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"
+        )

@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from outboxkit.errors import ConfigurationError, InvalidMessageError
-from outboxkit.ids import uuid7
+from outboxkit.uuidv7 import uuid7
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -18,6 +18,7 @@ from outboxkit.message import Message
 
 __all__ = [
     "DeadLetter",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",
@@ -28,6 +29,7 @@ __all__ = [
     "Relay",
     "Store",
     "StoreStatus",
+    "not_sent",
 ]
 
 
@@ -73,8 +75,28 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     failed_at: datetime
 
 
+DeadLetterPolicy = Literal["block", "skip"]
+"""What a dead letter does to the later messages of its aggregate (the relay's
+``on_dead_letter`` setting, passed to :meth:`Store.claim`):
+
+* ``"block"`` (the default): they wait until the dead letter is replayed or discarded, so the
+  broker never sees the aggregate out of order;
+* ``"skip"``: they are published; a replayed dead letter then reaches the broker after them.
+"""
+
+BLOCKED_SAMPLE = 5
+"""How many blocked aggregate ids :attr:`StoreStatus.blocked_sample` holds at most."""
+
+
 class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``outboxkit status`` shows."""
+    """What ``outboxkit status`` shows.
+
+    ``blocked_aggregates`` counts the aggregates that have a dead letter (``blocked_sample``:
+    up to :data:`BLOCKED_SAMPLE` of their ids, smallest first); ``parked`` counts the pending
+    messages that come after a dead letter of their aggregate (under ``on_dead_letter=block``
+    they wait for it to be replayed or discarded). Both are part of the counts above them:
+    ``parked <= pending``.
+    """
 
     pending: int
     oldest_pending_age: float | None
@@ -82,6 +104,9 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     shard_count: int
     instances: list[str]
     leases: list[LeaseInfo]
+    blocked_aggregates: int = 0
+    blocked_sample: list[str] = msgspec.field(default_factory=list)
+    parked: int = 0
 
 
 class Delivered(msgspec.Struct, frozen=True):
@@ -101,6 +126,16 @@ class Failed(msgspec.Struct, frozen=True):
 Outcome = Delivered | Failed
 
 
+def not_sent(earlier: Message) -> Failed:
+    """The outcome a publisher gives a message it did not send because ``earlier``, a message
+    of the same aggregate earlier in the same ``publish`` call, failed (see
+    :class:`Publisher`). Retriable: the relay publishes it again once ``earlier`` went out."""
+    return Failed(
+        f"not sent: earlier message {earlier.id} of aggregate {earlier.aggregate_id!r} failed",
+        retriable=True,
+    )
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where messages wait: the relay side of an outbox store.
@@ -109,9 +144,16 @@ class Store(Protocol):
 
     * ``claim`` returns pending messages of the lease's shard in ``position`` order, at most
       ``limit``, without marking them. It skips an aggregate entirely from its first message
-      that is not yet due (retry backoff), so no later message of it can overtake. It never
-      relies on a high-water mark: a message that commits late with a lower position is
-      returned by the next claim.
+      that is not yet due (retry backoff), so no later message of it can overtake. With
+      ``on_dead_letter="block"`` it also skips every message that comes after a dead letter
+      of its aggregate (never one before it: a message is never held back by a later one).
+      It never relies on a high-water mark: a message that commits late with a lower
+      position is returned by the next claim.
+    * ``replay`` puts dead letters back *in their original place*: after a replay, the
+      aggregate's messages are claimed in the order they were written, the replayed ones
+      among them (m1, m2 replayed, m3), whatever the policy.
+    * ``replay`` and ``discard`` given ids change nothing if any of them is not a dead letter:
+      they raise :class:`~outboxkit.errors.DeadLetterNotFoundError` naming those ids.
     * ``ack``, ``retry`` and ``dead_letter`` are *fenced*: they check, in the same database
       transaction, that the lease is still held with the same token and unexpired by the
       database clock, else they change nothing and raise :class:`~outboxkit.errors.LeaseLostError`.
@@ -157,8 +199,12 @@ class Store(Protocol):
         """Give up the given leases (only those still held with the same token)."""
 
     # -- messages -------------------------------------------------------------------------
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Pending, due messages of ``lease.shard`` in position order (see class docs)."""
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
+        """Pending, due messages of ``lease.shard`` in position order (see class docs);
+        with ``on_dead_letter="block"``, none that comes after a dead letter of its
+        aggregate."""
         ...
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
@@ -181,15 +227,22 @@ class Store(Protocol):
         next call returns them at once (the relay waits for one group of workers to finish
         before it calls again).
 
-        A store whose every commit is followed by such a wake-up of its shard may say so
-        with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its
-        LISTEN connection is up). A worker whose claim came back short then waits for the
-        wake-up instead of claiming again at once: no empty claim after each batch.
+        A store whose every commit is followed by such a wake-up of its shard says so with
+        :attr:`wakes_every_commit`.
         """
+
+    @property
+    def wakes_every_commit(self) -> bool:
+        """True while every commit to a shard is followed by a :meth:`wait` naming it (e.g.
+        while a LISTEN connection is up). A worker whose claim came back short then waits for
+        the wake-up instead of claiming again at once: no empty claim after each batch. False
+        when in doubt: polling stays correct."""
+        ...
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:
-        """Pending count, oldest pending age (database clock), dead letters, leases."""
+        """Pending count, oldest pending age (database clock), dead letters, blocked
+        aggregates and parked messages, leases."""
         ...
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -197,7 +250,22 @@ class Store(Protocol):
         ...
 
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all if ``ids`` is None) back to the outbox; return how many."""
+        """Move dead letters (all if ``ids`` is None) back to the outbox, each to its
+        original place in its aggregate's order; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and move none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None) for good, which unblocks their
+        aggregates; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and delete none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` seconds ago
+        (database clock); return how many."""
         ...
 
 
@@ -210,7 +278,9 @@ class Publisher(Protocol):
     A message counts as delivered only once the broker acknowledged it. For one aggregate,
     a later message must never reach the broker before an earlier one of the same call;
     once a message of an aggregate fails, the later messages of that aggregate in the call
-    are not sent and are reported ``Failed(retriable=True)``.
+    are not sent and are reported :func:`not_sent` (``Failed(retriable=True)``); its earlier
+    messages are never held back by that failure. An aggregate is its ``aggregate_id``.
+    ``publish`` is called concurrently (one call per shard at a time).
     """
 
     async def open(self) -> None:

@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-from outboxkit.embedded.sqlite_settings import SqliteSettings
-from outboxkit.embedded.sqlite_store import SqliteStore
-from outboxkit.embedded.sqlite_writer import SqliteOutbox
-from outboxkit.embedded.stdout_publisher import StdoutPublisher
-from outboxkit.embedded.stdout_records import JsonLine, decode_line
-from outboxkit.embedded.stdout_settings import StdoutSettings
+from outboxkit.embedded.sqlite.settings import SqliteSettings
+from outboxkit.embedded.sqlite.store import SqliteStore
+from outboxkit.embedded.sqlite.writer import SqliteOutbox
+from outboxkit.embedded.stdout.publisher import StdoutPublisher
+from outboxkit.embedded.stdout.records import JsonLine, decode_line
+from outboxkit.embedded.stdout.settings import StdoutSettings
 
 __all__ = [
     "JsonLine",

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
 
+import anyio
 import msgspec
 import pytest
 
+from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import HEADER_AGGREGATE_ID, HEADER_ID, Message, broker_headers
 from outboxkit.protocols import Delivered, Failed, Outcome, Publisher
 from outboxkit.testing.helpers import ids_by_aggregate, make_message, order_by_aggregate
 
-__all__ = ["Consume", "PublisherConformance", "ReceivedRecord"]
+__all__ = ["Consume", "PublisherConformance", "ReceivedRecord", "Refuse"]
 
 CONSUME_TIMEOUT = 20.0
+ABSENCE_TIMEOUT = 3.0
+"""How long ``consume`` looks for records that must not be on the broker."""
+OPEN_TIMEOUT = 60.0
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -31,6 +37,12 @@ class ReceivedRecord(msgspec.Struct, frozen=True, kw_only=True):
 Consume = Callable[[str, int, float], Awaitable[list[ReceivedRecord]]]
 """``await consume(destination, count, timeout)``: up to ``count`` records of
 ``destination`` in broker order, waiting at most about ``timeout`` seconds."""
+
+Refuse = Callable[[Message], Message]
+"""``refuse(message)``: a copy of ``message`` (addressed to ``destination``) that the broker
+refuses for good, so that publishing it yields ``Failed(retriable=False)``."""
+
+Expected = Literal["delivered", "refused", "not sent"]
 
 
 def _addressed(messages: Sequence[Message], destination: str) -> list[Message]:
@@ -55,6 +67,53 @@ def _record_ids(records: Sequence[ReceivedRecord]) -> list[tuple[str, str]]:
     return [(r.headers[HEADER_AGGREGATE_ID], r.headers[HEADER_ID]) for r in records]
 
 
+def _with_refusals(
+    messages: Sequence[Message], refused: set[tuple[str, int]], refuse: Refuse
+) -> tuple[list[Message], list[Expected]]:
+    """``messages`` (made by ``make_message``), those at ``(aggregate, n)`` in ``refused``
+    turned into refused ones, and the outcome each must get under the Publisher contract."""
+    out: list[Message] = []
+    expected: list[Expected] = []
+    failed: set[str] = set()
+    for message in messages:
+        n = msgspec.json.decode(message.payload)["n"]
+        if message.aggregate_id in failed:
+            expected.append("not sent")
+        elif (message.aggregate_id, n) in refused:
+            message = refuse(message)
+            failed.add(message.aggregate_id)
+            expected.append("refused")
+        else:
+            expected.append("delivered")
+        out.append(message)
+    return out, expected
+
+
+def _kind(outcome: Outcome) -> str:
+    if isinstance(outcome, Delivered):
+        return "delivered"
+    if isinstance(outcome, Failed):
+        return "not sent" if outcome.retriable else "refused"
+    return f"not an Outcome: {outcome!r}"
+
+
+def _assert_outcomes(outcomes: Sequence[Outcome], expected: Sequence[Expected]) -> None:
+    """Each outcome of the kind expected at its position."""
+    assert len(outcomes) == len(expected), f"{len(outcomes)} outcomes for {len(expected)} messages"
+    wrong = [
+        f"message {i}: expected {e}, got {o!r}"
+        for i, (o, e) in enumerate(zip(outcomes, expected, strict=True))
+        if _kind(o) != e
+    ]
+    assert not wrong, f"{len(wrong)} outcomes wrong; first: {wrong[0]}"
+
+
+def _padded(message: Message, size: int) -> Message:
+    """``message`` with ``size`` bytes of padding in its JSON payload."""
+    body = msgspec.json.decode(message.payload) | {"pad": "p" * size}
+    return msgspec.structs.replace(message, payload=msgspec.json.encode(body))
+
+
 class PublisherConformance:
     """Base class of a publisher plugin's conformance tests: subclass it as ``TestXxx``.
 
@@ -74,6 +133,15 @@ class PublisherConformance:
         A name with no topic/stream behind it: publishing there must yield
         ``Failed(retriable=False)`` carrying the broker's reason. Without this fixture that
         test is skipped.
+    ``refuse``
+        ``refuse(message) -> Message`` (:data:`Refuse`): a copy of ``message`` that the broker
+        refuses for good (e.g. a payload over its size limit, or addressed to a missing
+        destination); may be parametrized to cover several causes. A publisher that refuses
+        nothing says so with a fixture that calls ``pytest.skip(reason)``.
+    ``unreachable_publisher``
+        A publisher, not opened, whose settings name a broker that cannot be reached (e.g.
+        ``127.0.0.1:1``), with a connect timeout of a few seconds. A publisher that reaches
+        nothing says so with a fixture that calls ``pytest.skip(reason)``.
     """
 
     @pytest.mark.anyio
@@ -163,3 +231,72 @@ class PublisherConformance:
 
         _assert_delivered(await publisher.publish([message]), 1)
         _assert_delivered(await publisher.publish([message]), 1)
+
+    @pytest.mark.anyio
+    async def test_refused_message_holds_back_only_the_later_messages_of_its_aggregate(
+        self, publisher: Publisher, destination: str, consume: Consume, refuse: Refuse
+    ) -> None:
+        # "held": 0 and 1 delivered, 2 refused, 3 and 4 not sent; "other" all delivered
+        plain = [make_message(a, n, topic=destination) for n in range(5) for a in ("held", "other")]
+        messages, expected = _with_refusals(plain, {("held", 2)}, refuse)
+
+        _assert_outcomes(await publisher.publish(messages), expected)
+
+        delivered = [m for m, e in zip(messages, expected, strict=True) if e == "delivered"]
+        # looking for one record more than there should be: nothing after "held" 2 was sent
+        records = await consume(destination, len(delivered) + 1, ABSENCE_TIMEOUT)
+        on_broker = order_by_aggregate(_record_ids(records))
+        assert on_broker == ids_by_aggregate(delivered), "the broker holds other records"
+
+    @pytest.mark.anyio
+    async def test_outcomes_follow_the_input_order_after_failures(
+        self, publisher: Publisher, destination: str, consume: Consume, refuse: Refuse
+    ) -> None:
+        # each aggregate fails at another position (aggregate 6: never), interleaved
+        plain = [make_message(f"agg-{a}", n, topic=destination) for n in range(6) for a in range(7)]
+        refused = {(f"agg-{a}", a) for a in range(6)}
+        messages, expected = _with_refusals(plain, refused, refuse)
+
+        _assert_outcomes(await publisher.publish(messages), expected)
+
+        delivered = [m for m, e in zip(messages, expected, strict=True) if e == "delivered"]
+        records = await consume(destination, len(delivered), CONSUME_TIMEOUT)
+        assert order_by_aggregate(_record_ids(records)) == ids_by_aggregate(delivered)
+
+    @pytest.mark.anyio
+    async def test_per_aggregate_order_of_one_large_call_of_mixed_sizes(
+        self, publisher: Publisher, destination: str, consume: Consume
+    ) -> None:
+        # Records of an aggregate sent concurrently (rather than one in flight per aggregate
+        # or through an order-preserving producer) overtake each other when an earlier one is
+        # larger: every third message of each aggregate carries 32 KiB.
+        messages = [
+            _padded(m, 32768) if (a + n) % 3 == 0 else m
+            for n in range(12)
+            for a in range(30)
+            for m in [make_message(f"agg-{a}", n, topic=destination)]
+        ]
+
+        _assert_delivered(await publisher.publish(messages), len(messages))
+
+        records = await consume(destination, len(messages), CONSUME_TIMEOUT)
+        assert len(records) == len(messages), "messages lost or duplicated in a fault-free run"
+        order = order_by_aggregate(_record_ids(records))
+        assert order == ids_by_aggregate(messages), "an aggregate's records overtook each other"
+
+    @pytest.mark.anyio
+    async def test_open_unreachable_raises_unavailable_and_close_still_works(
+        self, unreachable_publisher: Publisher
+    ) -> None:
+        with anyio.fail_after(OPEN_TIMEOUT), pytest.raises(PublisherUnavailableError) as caught:
+            await unreachable_publisher.open()
+
+        text = str(caught.value)
+        assert text.strip() and "\n" not in text, f"not a one-line message: {text!r}"
+        await unreachable_publisher.close()
+        await unreachable_publisher.close()
+
+    @pytest.mark.anyio
+    async def test_close_twice(self, publisher: Publisher) -> None:
+        await publisher.close()
+        await publisher.close()

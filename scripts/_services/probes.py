@@ -1,7 +1,7 @@
 """Protocol-level "does this server really answer?" checks, standard library only.
 
 Used by ``scripts/services`` (readiness after start, ``status``) and by the test fixture
-layer (``tests/servers.py``), so both agree on what "up" means:
+layer (``tests/support/servers.py``), so both agree on what "up" means:
 
 * PostgreSQL: startup + simple query ``select 1`` (trust, cleartext or md5 auth);
 * Kafka: a Metadata request (v4) that lists at least one live broker;

@@ -7,18 +7,17 @@ outcome of each message and the aggregates that failed so far.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aiokafka's send() returns asyncio futures
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 import msgspec
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from outboxkit.message import Message
 from outboxkit.metrics import PublisherStats
-from outboxkit.protocols import Delivered, Failed, Outcome
-from outboxkit_kafka.errors import not_acknowledged, not_sent
+from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
+from outboxkit_kafka.errors import not_acknowledged
 
 __all__ = ["DELIVERED", "Call", "Partitions", "Record", "record_size", "take_batch"]
 
@@ -92,8 +91,8 @@ class Call:
         self.messages = messages
         self.topics = topics
         self.outcomes: list[Outcome | None] = [None] * len(messages)
-        self.failed: dict[str, UUID] = {}
-        """Aggregate id -> id of its first failed message."""
+        self.failed: dict[str, int] = {}
+        """Aggregate id -> index of its first failed message (the lowest failed so far)."""
         self.pending: list[tuple[asyncio.Future[object], list[Record]]] = []
         """Deliveries awaited (rejoined records, submitted batches), for :meth:`expire`."""
         self._stats = stats
@@ -101,13 +100,12 @@ class Call:
 
     def held_back(self, index: int) -> bool:
         """Whether message ``index`` is held back (outcome set) because an earlier message
-        of its aggregate failed."""
-        message = self.messages[index]
-        earlier = self.failed.get(message.aggregate_id)
-        if earlier is None:
+        of its aggregate failed (a later one never holds it back)."""
+        earlier = self.failed.get(self.messages[index].aggregate_id)
+        if earlier is None or earlier >= index:
             return False
         self._stats.not_sent += 1
-        self.outcomes[index] = not_sent(message.aggregate_id, earlier)
+        self.outcomes[index] = not_sent(self.messages[earlier])
         return True
 
     def settled(self, index: int) -> bool:
@@ -116,8 +114,9 @@ class Call:
 
     def fail(self, index: int, failure: Failed) -> None:
         self.outcomes[index] = failure
-        message = self.messages[index]
-        self.failed.setdefault(message.aggregate_id, message.id)
+        aggregate = self.messages[index].aggregate_id
+        if index < self.failed.get(aggregate, index + 1):
+            self.failed[aggregate] = index
 
     def fail_all(self, records: Sequence[Record], failure: Failed) -> None:
         """``failure`` for each of ``records`` without an outcome that is not held back."""

@@ -12,7 +12,7 @@ duplicate a record; consumers drop duplicates by the ``outboxkit-id`` header.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aiokafka cancels deliveries with asyncio.CancelledError
 
 from aiokafka import errors as kafka_errors
 
@@ -21,7 +21,6 @@ from outboxkit.protocols import Failed
 __all__ = [
     "classify",
     "not_acknowledged",
-    "not_sent",
     "over_max_request_size",
     "partition_failed",
     "unknown_topic",
@@ -78,14 +77,6 @@ def unknown_topic(topic: str) -> Failed:
         f"Kafka topic {topic!r} does not exist and topics are not auto-created: create it, "
         "let the relay create it (--kafka-create-topics) or fix topic_template",
         retriable=False,
-    )
-
-
-def not_sent(aggregate_id: str, earlier: object) -> Failed:
-    """The outcome of a message held back because an earlier one of its aggregate failed."""
-    return Failed(
-        f"not sent: earlier message {earlier} of aggregate {aggregate_id!r} failed",
-        retriable=True,
     )
 
 

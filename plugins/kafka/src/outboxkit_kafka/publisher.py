@@ -176,7 +176,7 @@ class KafkaPublisher:
         unusable: dict[str, Failed],
     ) -> dict[tuple[str, int], list[Record]]:
         """The records of the call per (topic, partition), in call order; a message that
-        cannot be sent fails now and holds back the rest of its aggregate."""
+        cannot be sent fails now and holds back the later messages of its aggregate."""
         partitions = Partitions(producer)
         failures = dict(unusable)
         for topic in dict.fromkeys(call.topics):

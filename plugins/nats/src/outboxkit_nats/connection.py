@@ -19,7 +19,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
-from outboxkit.secrets import mask_url, mask_urls, scrub
+from outboxkit.masking import mask_url, mask_urls, scrub
 from outboxkit_nats.settings import NatsSettings
 
 __all__ = ["connect", "mask_server", "mask_servers"]

@@ -26,7 +26,7 @@ from nats.js.client import JetStreamContext
 from outboxkit.errors import InvalidMessageError, PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.metrics import PublisherStats
-from outboxkit.protocols import Delivered, Failed, Outcome
+from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
 from outboxkit_nats.connection import connect, mask_servers
 from outboxkit_nats.errors import StreamNotFoundError, classify, no_stream, permission_denied
 from outboxkit_nats.settings import NatsSettings
@@ -188,11 +188,7 @@ class NatsPublisher:
             message = messages[index]
             if failed is not None:
                 self.stats.not_sent += 1
-                outcomes[index] = Failed(
-                    f"not sent: earlier message {failed.id} of aggregate "
-                    f"{message.aggregate_id!r} failed",
-                    retriable=True,
-                )
+                outcomes[index] = not_sent(failed)
                 continue
             async with self._limiter:
                 outcome = await self._publish_one(js, message)

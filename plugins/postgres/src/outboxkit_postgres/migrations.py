@@ -14,7 +14,7 @@ from importlib.resources import files
 import asyncpg
 
 from outboxkit.errors import ConfigurationError
-from outboxkit.identifiers import quote_identifier
+from outboxkit.sql_names import quote_identifier
 from outboxkit_postgres.names import MIGRATION_LOCK, OutboxNames
 from outboxkit_postgres.privileges import GUIDE, migrate_denied
 

@@ -1,7 +1,7 @@
 """Validated SQL names of one outbox (schema, tables, notification channel) and SQL rendering.
 
 Every name reaches SQL quoted (``"user"."outbox_dead"``), so reserved words work as schema and
-table names; :func:`~outboxkit.identifiers.check_identifier` still refuses anything that is
+table names; :func:`~outboxkit.sql_names.check_identifier` still refuses anything that is
 not a plain lower-case name, so quoting never changes what a name means.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from outboxkit.identifiers import check_identifier, quote_identifier
+from outboxkit.sql_names import check_identifier, quote_identifier
 
 __all__ = ["MIGRATION_LOCK", "WRITER_LOCK_CLASS", "OutboxNames", "query_texts"]
 

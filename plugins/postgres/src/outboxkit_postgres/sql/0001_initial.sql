@@ -64,4 +64,4 @@ CREATE TABLE IF NOT EXISTS {{schema}}.{{table}}_instances (
     expires_at timestamptz NOT NULL
 );
 
--- The writer's <table>_add function: 0002_writer_lock_class.sql.
+-- The writer's <table>_add function: 0004_writer_lock_class.sql.

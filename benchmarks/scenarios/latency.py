@@ -1,0 +1,384 @@
+"""Scenario 3: end-to-end latency under an open-loop offered load (pg -> kafka).
+
+Three processes, so that the relay's process runs the relay and nothing else:
+
+- the writer (``python -m benchmarks.support.latency_writer_subprocess``) starts one
+  single-message transaction every ``1/rate`` seconds whatever the previous ones are doing
+  (open loop) and notes each message's commit time (wall clock, right after ``COMMIT``
+  returned). It first runs ``warmup_seconds`` at the same load: those messages are checked
+  like the others but left out of the percentiles and the CPU figures (new connections,
+  first prepared statements);
+- the relay (``python -m benchmarks.support.relay_subprocess --acks``) wraps its Kafka
+  publisher to note when the publish call that delivered each message returned, i.e. all its
+  records were acknowledged by the broker (``acks=all``) -- commit -> ack;
+- this process runs a Kafka consumer that matches deliveries by the ``outboxkit-id`` header
+  and notes their receive time -- commit -> receive.
+
+At the bar's load it also runs with ``benchmarks.support.floor_relay_subprocess`` in place of
+the relay: a hand-written relay that does the least any LISTEN/NOTIFY relay can (one
+``DELETE ... RETURNING`` and one produce request per wake-up, at most once), the floor of
+this machine.
+With ``latency_rounds`` > 1 (``full``) outboxkit and the floor alternate that many rounds,
+and the bars and the floor ratios read percentiles over all rounds' messages: on a small
+machine one run's percentiles swing several-fold from run to run.
+
+All three clocks are the wall clock of the same host. The relay's and the writer's CPU time
+(``time.process_time``) per message are reported next to the percentiles, with the CPU time
+of the servers and of the consumer and the machine's busy share while the writer ran
+(``benchmarks.support.cpu_load``): on a small machine the latency is mostly waiting for a core.
+Run once with LISTEN/NOTIFY wake-ups and once with ``notify=False`` (pure polling at the
+relay's default ``poll_interval``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import Process
+
+from benchmarks.support.consumers import Consume
+from benchmarks.support.context import Context
+from benchmarks.support.correctness import Tally
+from benchmarks.support.cpu_load import CpuSample, busy_seconds, busy_share, role_seconds
+from benchmarks.support.pg_backlog import pg_backlog
+from benchmarks.support.progress import Progress, progress, say, wait_until
+from benchmarks.support.run_results import Bar, Latency, Measure
+from benchmarks.support.server_urls import REPO
+from benchmarks.support.stats import latency_summary
+from benchmarks.support.targets import BrokerTarget, unique
+
+__all__ = ["run"]
+
+SCENARIO = "3 latency"
+BAR_LOAD = 1_000
+BARS = {
+    "p50": Bar(op="<=", limit=3.0, text="p50 <= 3 ms"),
+    "p99": Bar(op="<=", limit=15.0, text="p99 <= 15 ms"),
+}
+AGGREGATES = 1_000
+WRITE_CONNECTIONS = 16
+
+
+class Probe:
+    """Commit and receive times (wall clock) of one run, by message id."""
+
+    def __init__(self) -> None:
+        self.committed: dict[str, float] = {}
+        self.received: dict[str, float] = {}
+        self.tally = Tally()
+        self.writing = True
+        self.tracker: Progress | None = None
+        self._offset = time.time() - time.perf_counter()
+
+    def on_first(self, message_id: str, when: float) -> None:
+        """``when`` is a ``perf_counter`` time (see :class:`Consume`)."""
+        self.received[message_id] = when + self._offset
+        if self.tracker is not None:
+            self.tracker.add()
+
+
+class Lines:
+    """The stdout lines of a child process."""
+
+    def __init__(self, process: Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        self._buffer = b""
+
+    async def expect(self, word: bytes, timeout: float) -> None:
+        """Read lines until one starts with ``word``."""
+        assert self.process.stdout is not None
+        with anyio.fail_after(timeout):
+            while True:
+                while b"\n" in self._buffer:
+                    line, self._buffer = self._buffer.split(b"\n", 1)
+                    if line.startswith(word):
+                        return
+                try:
+                    self._buffer += await self.process.stdout.receive()
+                except anyio.EndOfStream:
+                    raise RuntimeError(f"{self.name} ended before printing {word!r}") from None
+
+    async def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(line)
+
+
+async def spawn(name: str, module: str, *args: str) -> Lines:
+    process = await anyio.open_process([sys.executable, "-m", module, *args], cwd=REPO, stderr=None)
+    lines = Lines(process, name)
+    await lines.expect(b"ready", 60)
+    return lines
+
+
+async def stop(lines: Lines) -> None:
+    """SIGTERM (the relay drains and releases its leases) and wait for the exit."""
+    process = lines.process
+    if process.returncode is None:
+        process.terminate()
+    assert process.stdout is not None
+    with anyio.move_on_after(30):
+        async for _ in process.stdout:
+            pass
+    with anyio.move_on_after(10):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+async def measure(
+    ctx: Context,
+    broker: BrokerTarget,
+    rate: int,
+    notify: bool,
+    *,
+    profile: bool = False,
+    floor: bool = False,
+    round_no: int = 0,
+) -> Run:
+    """One offered load, one wake-up mode; returns the commit -> ack summary and samples.
+    Extra runs, never held against a bar: ``profile``, the relay under pyinstrument;
+    ``floor``, the hand-written minimal relay of ``benchmarks.support.floor_relay_subprocess``
+    in place of outboxkit's. ``round_no`` (from 1) names one of several rounds of the same step."""
+    step = step_name(rate, notify, floor=floor) + (" (profiled)" if profile else "")
+    step += f" (round {round_no})" if round_no else ""
+    profile_to = ctx.out / f"profile_latency_{rate}"
+    profiling = ("--profile", str(profile_to)) if profile else ()
+    probe = Probe()
+    total = int(rate * ctx.size.load_seconds)
+    warm = int(rate * ctx.size.warmup_seconds)
+    flag = "--notify" if notify else "--no-notify"
+    servers = ctx.servers
+    with tempfile.TemporaryDirectory(prefix="outboxkit-latency-") as tmp:
+        acks_file, writes_file = Path(tmp) / "acks.json", Path(tmp) / "writes.json"
+        async with (
+            broker.destination(f"lat_{rate}_{wake_mode(notify)}") as topic,
+            pg_backlog(
+                servers.postgres, unique("lat"), ctx.size.shard_count, notify=notify, pool_size=1
+            ) as backlog,
+        ):
+            schema = backlog.settings.schema
+            where = ("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka)
+            if floor:
+                relay = await spawn(
+                    "floor relay process",
+                    "benchmarks.support.floor_relay_subprocess",
+                    *where,
+                    *("--acks", str(acks_file)),
+                )
+            else:
+                relay = await spawn(
+                    "relay process",
+                    "benchmarks.support.relay_subprocess",
+                    *where,
+                    *("--name", "bench-latency-relay", "--batch-size", str(ctx.size.batch_size)),
+                    *("--shard-count", str(ctx.size.shard_count), flag, "--acks", str(acks_file)),
+                    *profiling,
+                )
+            try:
+                writer = await spawn(
+                    "writer process",
+                    "benchmarks.support.latency_writer_subprocess",
+                    *("--dsn", servers.postgres, "--schema", schema, "--topic", topic),
+                    *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds), flag),
+                    *("--warmup", str(ctx.size.warmup_seconds)),
+                    *("--aggregates", str(AGGREGATES), "--connections", str(WRITE_CONNECTIONS)),
+                    *("--out", str(writes_file)),
+                )
+                consume = Consume(
+                    probe.tally,
+                    done=lambda: not probe.writing and probe.tally.complete(),
+                    idle=15.0 + ctx.size.warmup_seconds + ctx.size.load_seconds,
+                    on_first=probe.on_first,
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(broker.consume, topic, consume)
+                    await relay.send(b"go\n")
+                    await relay.expect(b"owned", 30)
+                    label = f"{SCENARIO} {step}: received"
+                    async with progress(label, warm + total) as probe.tracker:
+                        await writer.send(b"go\n")
+                        await writer.expect(b"measuring", ctx.size.warmup_seconds * 4 + 60)
+                        before = CpuSample()
+                        await writer.expect(b"written", ctx.size.load_seconds * 4 + 60)
+                        after = CpuSample()
+                        await writer.expect(b"done", 60)
+                        await writer.process.wait()
+                        writes = msgspec.json.decode(writes_file.read_bytes())
+                        for message_id, _aggregate, _seq, committed, measured in writes[
+                            "committed"
+                        ]:
+                            if measured:  # warm-up messages count for correctness only
+                                probe.committed[message_id] = committed
+                            probe.tally.expected.add(message_id)
+                        probe.writing = False
+                        await wait_until(probe.tally.complete, 30)
+            finally:
+                await stop(relay)
+        acks = msgspec.json.decode(acks_file.read_bytes()) if acks_file.exists() else {}
+    if profile:
+        shares = profile_to.with_suffix(".json")
+        if shares.exists():
+            ctx.results.profile_latency = msgspec.json.decode(shares.read_bytes())
+    acked: dict[str, float] = acks.get("acked", {})
+    achieved = float(writes["achieved"])
+    cpu_us = cpu_per_message(acks, writes, before, after, warm, total)
+    ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
+    busy = busy_share(before, after)
+    runs = {}
+    for kind, ends in (("commit->ack", acked), ("commit->receive", probe.received)):
+        samples = [ends[i] - t for i, t in probe.committed.items() if i in ends]
+        summary = latency_summary(step, kind, rate, achieved, samples)
+        summary.cpu_us = cpu_us
+        summary.machine_busy = busy
+        ctx.results.latencies.append(summary)
+        runs[kind] = Run(summary, samples)
+        say(f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms")
+    return runs["commit->ack"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """The commit -> ack summary of one run, and its samples (seconds)."""
+
+    summary: Latency
+    samples: list[float]
+
+
+def wake_mode(notify: bool) -> str:
+    return "notify" if notify else "polling"
+
+
+def step_name(rate: int, notify: bool, *, floor: bool = False) -> str:
+    """The step of a load and wake-up mode (``floor``: run with the hand-written relay)."""
+    floor_text = ", floor: hand-written minimal relay" if floor else ""
+    return f"{rate:,} msg/s, {wake_mode(notify)}{floor_text}"
+
+
+def pooled(ctx: Context, runs: list[Run], step: str) -> Latency:
+    """One summary over the samples of several rounds (added to the latency table)."""
+    if len(runs) == 1:
+        return runs[0].summary
+    first, summaries = runs[0].summary, [run.summary for run in runs]
+    samples = [sample for run in runs for sample in run.samples]
+    step = f"{step}, {len(runs)} rounds"
+    achieved = mean(x.achieved for x in summaries)
+    summary = latency_summary(step, first.kind, first.offered, achieved, samples)
+    roles = dict.fromkeys(role for x in summaries for role in x.cpu_us)
+    summary.cpu_us = {role: mean(x.cpu_us.get(role, 0.0) for x in summaries) for role in roles}
+    busy = [x.machine_busy for x in summaries if x.machine_busy is not None]
+    summary.machine_busy = mean(busy) if busy else None
+    ctx.results.latencies.append(summary)
+    return summary
+
+
+def cpu_per_message(
+    acks: dict[str, Any],
+    writes: dict[str, Any],
+    before: CpuSample,
+    after: CpuSample,
+    warm: int,
+    total: int,
+) -> dict[str, float]:
+    """CPU microseconds per message of each role. The relay's own count covers the whole run
+    (warm-up included), the rest the measured part; ``other`` is what the machine was busy
+    with beyond the roles: kernel work, short-lived processes (autovacuum workers)."""
+    us = {
+        "relay": float(acks.get("cpu_s", 0.0)) * 1e6 / (warm + total),
+        "writer": float(writes["cpu_s"]) * 1e6 / total,
+    }
+    us |= {role: seconds * 1e6 / total for role, seconds in role_seconds(before, after).items()}
+    busy = busy_seconds(before, after)
+    if busy is not None:
+        us["other"] = max(0.0, busy * 1e6 / total - sum(us.values()))
+    return {role: value for role, value in us.items() if value >= 1}  # idle servers left out
+
+
+def commit_to_ack(summary: Latency, name: str, suffix: str = "", **extra: Any) -> Measure:
+    """Percentile ``name`` (``"p50"``, ...) of a commit -> ack summary, as a measure."""
+    return Measure(
+        scenario=SCENARIO,
+        step=f"{summary.step}, commit->ack {name}{suffix}",
+        value=float(getattr(summary, name)),
+        unit="ms",
+        **extra,
+    )
+
+
+def bars(ours: Latency) -> list[Measure]:
+    """The bars, on outboxkit's commit -> ack percentiles at the bar's load."""
+    return [
+        commit_to_ack(
+            ours,
+            name,
+            ratio=getattr(ours, name),
+            ratio_label="ms",
+            bar=bar,
+            details={"achieved_rate": ours.achieved},
+        )
+        for name, bar in BARS.items()
+    ]
+
+
+def over_floor(ours: Latency, floor: Latency) -> list[Measure]:
+    """outboxkit's commit -> ack p50 and p99 over the floor's (same run, same load)."""
+    measures = []
+    for name in ("p50", "p99"):
+        value, base = float(getattr(ours, name)), float(getattr(floor, name))
+        measures.append(
+            commit_to_ack(
+                ours,
+                name,
+                " vs a minimal at-most-once relay",
+                baseline=base,
+                baseline_label="hand-written floor",
+                ratio=value / base if base else None,
+                ratio_label="x floor",
+            )
+        )
+    return measures
+
+
+async def run(ctx: Context) -> None:
+    broker = ctx.broker("kafka")
+    # the bar's load (the smoke run's highest, so that CI runs the floor too)
+    floor_load = BAR_LOAD if BAR_LOAD in ctx.size.loads else max(ctx.size.loads)
+    rounds = ctx.size.latency_rounds
+
+    def round_no(n: int) -> int:  # rounds are numbered only when there are several
+        return n if rounds > 1 else 0
+
+    ours: list[Run] = []
+    for notify in (True, False):
+        for rate in ctx.size.loads:
+            at_floor_load = notify and rate == floor_load
+            one = await measure(
+                ctx, broker, rate, notify, round_no=round_no(1) if at_floor_load else 0
+            )
+            if at_floor_load:
+                ours.append(one)
+    # at that load, rounds alternate with the floor: this machine's latency swings from run
+    # to run, and percentiles over all rounds' messages hold less of one run's luck
+    floors: list[Run] = []
+    for n in range(1, rounds + 1):
+        floors.append(
+            await measure(ctx, broker, floor_load, True, floor=True, round_no=round_no(n))
+        )
+        if n < rounds:
+            ours.append(await measure(ctx, broker, floor_load, True, round_no=n + 1))
+    summary = pooled(ctx, ours, step_name(floor_load, True))
+    if BAR_LOAD in ctx.size.loads:
+        ctx.results.measures += bars(summary)
+    floor = pooled(ctx, floors, step_name(floor_load, True, floor=True))
+    ctx.results.measures += over_floor(summary, floor)
+    if ctx.profile and BAR_LOAD in ctx.size.loads:
+        await measure(ctx, broker, BAR_LOAD, True, profile=True)

@@ -1,0 +1,15 @@
+"""The ``outboxkit`` command line.
+
+* :mod:`~outboxkit.cli.app`: the entry point (:func:`main`), parsing and exit codes;
+* :mod:`~outboxkit.cli.commands`: what each command does;
+* :mod:`~outboxkit.cli.options`: options derived from settings structs;
+* :mod:`~outboxkit.cli.config`: the TOML file and ``OUTBOXKIT_*`` environment variables;
+* :mod:`~outboxkit.cli.plugins`: finding and loading the installed plugins;
+* :mod:`~outboxkit.cli.output` and :mod:`~outboxkit.cli.errors`: what the user reads.
+"""
+
+from __future__ import annotations
+
+from outboxkit.cli.app import main
+
+__all__ = ["main"]

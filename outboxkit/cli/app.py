@@ -1,0 +1,224 @@
+"""The ``outboxkit`` command: relay, migrate, status, dead-letters, plugins.
+
+Options come from flags, then ``OUTBOXKIT_*`` environment variables, then a TOML file, then
+defaults. Each plugin's options are derived from its settings struct
+(:mod:`outboxkit.cli.options`), so the command is parsed twice: once to learn the command and the
+chosen ``--store``/``--publisher``, then with those plugins' options added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from outboxkit import __version__
+from outboxkit.cli.commands import (
+    COMMANDS,
+    GROUPS,
+    RELAY_SPEC,
+    CommandSpec,
+    Invocation,
+    Selected,
+)
+from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
+from outboxkit.cli.errors import Scrubber, outbox_error
+from outboxkit.cli.options import SettingsSpec
+from outboxkit.cli.output import EXIT_CLOSED_PIPE, closed_pipe
+from outboxkit.cli.plugins import KINDS, installed, load
+from outboxkit.errors import ConfigurationError
+
+__all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
+
+DEFAULT_PLUGINS = {"store": "sqlite", "publisher": "stdout"}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """A plugin picked for this invocation and the spec of its settings."""
+
+    name: str
+    plugin: Any
+    spec: SettingsSpec[Any]
+
+
+def _installed_epilog(spec: CommandSpec) -> str:
+    lines = [
+        f"installed {kind}s: {', '.join(installed(KINDS[kind])) or 'none'}" for kind in spec.uses
+    ]
+    if lines:
+        lines.append("add --store NAME / --publisher NAME before --help to see their options")
+    return "\n".join(lines)
+
+
+def _add_common(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML settings file (env OUTBOXKIT_CONFIG; default: ./outboxkit.toml if present)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info").lower(),
+        help="log verbosity, to stderr (default: info; env OUTBOXKIT_LOG_LEVEL)",
+    )
+
+
+def _add_command(
+    parser: argparse.ArgumentParser,
+    spec: CommandSpec,
+    chosen: Mapping[str, _Chosen],
+    environ: Mapping[str, str],
+) -> None:
+    parser.set_defaults(command_spec=spec)
+    if parser.add_help:  # the first pass only looks for the command and the plugin choice
+        spec.add_arguments(parser)
+    _add_common(parser, environ)
+    for kind in spec.uses:
+        parser.add_argument(
+            f"--{kind}",
+            metavar="NAME",
+            help=f"{kind} plugin (default: {DEFAULT_PLUGINS[kind]}; "
+            f"env OUTBOXKIT_{kind.upper()}; TOML top-level key {kind})",
+        )
+    if spec.relay:
+        RELAY_SPEC.add_arguments(parser, "relay options")
+    for kind in spec.uses:
+        if kind in chosen:
+            c = chosen[kind]
+            c.spec.add_arguments(parser, f"{kind} {c.name!r} options")
+
+
+def build_parser(
+    chosen: Mapping[str, _Chosen] | None = None,
+    environ: Mapping[str, str] | None = None,
+    add_help: bool = True,
+) -> argparse.ArgumentParser:
+    """The argument parser, with the options of the ``chosen`` plugins."""
+    environ = os.environ if environ is None else environ
+    chosen = chosen or {}
+    root = argparse.ArgumentParser(
+        prog="outboxkit",
+        description="Transactional outbox relay and operations.",
+        add_help=add_help,
+        allow_abbrev=False,
+    )
+    root.add_argument("--version", action="version", version=f"outboxkit {__version__}")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND", required=add_help)
+    groups: dict[str, Any] = {}
+    for name, help_text in GROUPS.items():
+        group = commands.add_parser(
+            name, help=help_text, description=help_text, add_help=add_help, allow_abbrev=False
+        )
+        groups[name] = group.add_subparsers(dest="subcommand", metavar="ACTION", required=add_help)
+    for spec in COMMANDS:
+        *group_path, leaf = spec.path
+        container = groups[group_path[0]] if group_path else commands
+        parser = container.add_parser(
+            leaf,
+            help=spec.help,
+            description=spec.help,
+            epilog=_installed_epilog(spec),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            add_help=add_help,
+            allow_abbrev=False,
+        )
+        _add_command(parser, spec, chosen, environ)
+    return root
+
+
+def _choose(kind: str, flag: str | None, environ: Mapping[str, str], config: ConfigFile) -> _Chosen:
+    name = flag or environ.get(f"{ENV_PREFIX}{kind.upper()}") or config.top(kind)
+    name = name or DEFAULT_PLUGINS[kind]
+    plugin = load(KINDS[kind], name)
+    return _Chosen(name, plugin, SettingsSpec.derive(plugin.settings_type, name))
+
+
+def _plugin_hint(extras: Sequence[str], chosen: Mapping[str, _Chosen]) -> str:
+    """Say which plugin an unrecognized ``--<plugin>-...`` option belongs to."""
+    for option in extras:
+        for kind in chosen:
+            for name in installed(KINDS[kind]):
+                if option.startswith(f"--{name.replace('_', '-')}-") and name != chosen[kind].name:
+                    return f" ({option} is an option of the {kind} {name!r}: add --{kind} {name})"
+    return ""
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation:
+    """Parse ``argv`` (flags, env, TOML) into a ready-to-run invocation."""
+    environ = os.environ if environ is None else environ
+    first, _ = build_parser(environ=environ, add_help=False).parse_known_args(argv)
+    spec: CommandSpec | None = getattr(first, "command_spec", None)
+    config = load_config(getattr(first, "config", None), environ)
+    config.check_tables(["relay", *(name for kind in KINDS.values() for name in installed(kind))])
+    chosen: dict[str, _Chosen] = {}
+    if spec is not None:
+        for kind in spec.uses:
+            chosen[kind] = _choose(kind, getattr(first, kind, None), environ, config)
+    parser = build_parser(chosen, environ)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}{_plugin_hint(extras, chosen)}")
+    spec = args.command_spec
+    if spec is None:  # pragma: no cover - argparse requires a command
+        raise ConfigurationError("choose a command; see outboxkit --help")
+    selected = {
+        kind: Selected(c.name, c.plugin, c.spec, c.spec.resolve(args, environ, config))
+        for kind, c in chosen.items()
+    }
+    relay = RELAY_SPEC.resolve(args, environ, config) if spec.relay else None
+    return Invocation(spec, args, config, selected, relay)
+
+
+def _configure_logging(level: str) -> None:
+    if level not in LOG_LEVELS:  # only a bad OUTBOXKIT_LOG_LEVEL gets here: flags are checked
+        raise ConfigurationError(
+            f"invalid value {level!r} for OUTBOXKIT_LOG_LEVEL: use one of {', '.join(LOG_LEVELS)}"
+        )
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash,
+    141 when stdout's reader went away (``| head``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    scrubber = Scrubber()
+    try:
+        invocation = parse(argv)
+        for selected in invocation.selected.values():
+            scrubber.add(selected.spec.secrets(selected.settings))
+        _configure_logging(invocation.args.log_level)
+        status = anyio.run(invocation.spec.run, invocation)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # the one place where errors become exit codes
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        if closed_pipe(exc):
+            return EXIT_CLOSED_PIPE
+        known = outbox_error(exc)
+        if known is not None:
+            print(f"outboxkit: error: {scrubber(str(known))}", file=sys.stderr)
+            return 2
+        text = "".join(traceback.format_exception(exc))
+        print(scrubber(text), end="", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The pipeline of one owned shard: claim, publish, settle, repeat."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import anyio
+
+from outboxkit.errors import LeaseLostError, StoreUnavailableError
+from outboxkit.metrics import RelayMetrics
+from outboxkit.protocols import Envelope, Failed, Lease, Outcome, Publisher, Store
+from outboxkit.relay.backoff import backoff_delay
+from outboxkit.relay.log import brief, log
+from outboxkit.relay.settings import RelaySettings
+from outboxkit.relay.settlement import Settlement, settle
+from outboxkit.relay.wakeup import Wakeup
+
+__all__ = ["RelayContext", "ShardWorker"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RelayContext:
+    """What every shard worker of one relay shares."""
+
+    store: Store
+    publisher: Publisher
+    settings: RelaySettings
+    metrics: RelayMetrics
+    wakeup: Wakeup
+    rng: random.Random
+
+
+class ShardWorker:
+    """Relays one shard under one lease, one batch at a time.
+
+    The next claim starts only once the previous batch is settled, so claims of a shard never
+    overlap and per-aggregate order needs no in-flight bookkeeping; shards run concurrently.
+    ``deadline`` (event-loop clock) is when the lease surely expires unless renewed: the worker
+    claims nothing past it.
+    """
+
+    def __init__(self, lease: Lease, deadline: float, context: RelayContext) -> None:
+        self.lease = lease
+        self.deadline = deadline
+        self.busy = False
+        """True while a claimed batch is being published and settled."""
+        self.idle = False
+        """True when the last claim found nothing."""
+        self.stopping = False
+        self.shed = False
+        """Stopped to give the shard to another instance (release it when done)."""
+        self.lost = False
+        self._scope = anyio.CancelScope()
+        self._store = context.store
+        self._publisher = context.publisher
+        self._settings = context.settings
+        self._metrics = context.metrics
+        self._wakeup = context.wakeup
+        self._rng = context.rng
+        self._next_due: float | None = None
+        self._noticed = False
+        """The last wake-up named this shard (a writer's notice, not a poll)."""
+
+    @property
+    def shard(self) -> int:
+        """The shard this worker relays."""
+        return self.lease.shard
+
+    def stop(self, *, shed: bool = False) -> None:
+        """Stop claiming; a batch in flight is still published and settled first."""
+        self.stopping = True
+        self.shed = self.shed or shed
+        if not self.busy:
+            self._scope.cancel()
+
+    def cancel(self, *, lost: bool) -> None:
+        """Stop at once, abandoning a batch in flight (it will be claimed again)."""
+        self.stopping = True
+        self.lost = self.lost or lost
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        """Relay until stopped, cancelled or the lease is lost."""
+        with self._scope:
+            try:
+                await self._loop()
+            except LeaseLostError:
+                self.lost = True
+            finally:
+                self._wakeup.unpark(self.shard)
+                self._wakeup.done(self.shard)
+
+    async def _loop(self) -> None:
+        while not self.stopping:
+            if anyio.current_time() >= self.deadline:
+                raise LeaseLostError(f"lease of shard {self.shard} was not renewed in time")
+            wake = self._wakeup.event(self.shard)
+            try:
+                envelopes = await self._bounded(
+                    "claim",
+                    self._store.claim(
+                        self.lease,
+                        self._settings.batch_size,
+                        on_dead_letter=self._settings.on_dead_letter,
+                    ),
+                )
+            except LeaseLostError:
+                raise
+            except Exception as exc:
+                log.warning("shard %d: claim failed (%s); retrying", self.shard, brief(exc))
+                await self._pause(wake)
+                continue
+            self.idle = not envelopes
+            if not envelopes:
+                await self._pause(wake)
+                continue
+            self.busy = settled = True
+            try:
+                await self._relay(envelopes)
+            except LeaseLostError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "shard %d: settling a batch failed (%s); it will be claimed again",
+                    self.shard,
+                    brief(exc),
+                )
+                settled = False
+            finally:
+                self.busy = False
+            if not settled or self._drained(envelopes, wake):
+                await self._pause(wake)
+            else:
+                self._wakeup.done(self.shard)
+
+    def _drained(self, claimed: Sequence[Envelope], wake: anyio.Event) -> bool:
+        """True if claiming again now would find nothing: the claim came back short, the
+        store wakes this shard after every commit and has not since the claim began, and the
+        writers do notify (the wake-up that led to this claim named the shard; writers that
+        do not notify leave only polls, and then the worker claims again at once)."""
+        return (
+            len(claimed) < self._settings.batch_size
+            and not wake.is_set()
+            and self._noticed
+            and self._store.wakes_every_commit
+        )
+
+    async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+        """``call``, abandoned after ``store_timeout`` s: a store call that hangs (a lost
+        connection, a stuck server) must not hold the shard forever while the lease keeper
+        keeps renewing its lease."""
+        limit = self._settings.store_timeout
+        with anyio.move_on_after(limit):
+            return await call
+        raise StoreUnavailableError(f"{what} on shard {self.shard} took over {limit:g}s")
+
+    async def _pause(self, wake: anyio.Event) -> None:
+        """Wait for a wake-up, the poll interval, or the next retry coming due."""
+        if self.stopping:
+            return
+        timeout = self._settings.poll_interval
+        now = anyio.current_time()
+        if self._next_due is not None:
+            timeout = min(timeout, max(0.0, self._next_due - now))
+        self._noticed = False
+        self._wakeup.park(self.shard)
+        try:
+            with anyio.move_on_after(timeout):
+                await wake.wait()
+                self._noticed = self._wakeup.noticed(self.shard)
+        finally:
+            self._wakeup.unpark(self.shard)
+        if self._next_due is not None and anyio.current_time() >= self._next_due:
+            self._next_due = None
+
+    async def _relay(self, envelopes: list[Envelope]) -> None:
+        outcomes = await self._publish(envelopes)
+        self._metrics.batches += 1
+        plan = settle(
+            envelopes,
+            outcomes,
+            max_attempts=self._settings.max_attempts,
+            delay_for=self._delay,
+        )
+        await self._apply(plan)
+
+    async def _publish(self, envelopes: Sequence[Envelope]) -> Sequence[Outcome]:
+        """Publish a batch; a publisher exception fails the whole batch, retriably."""
+        try:
+            outcomes = await self._publisher.publish([e.message for e in envelopes])
+        except Exception as exc:
+            error = f"publisher raised {brief(exc)}"
+        else:
+            if len(outcomes) == len(envelopes):
+                return outcomes
+            error = f"publisher returned {len(outcomes)} outcomes for {len(envelopes)} messages"
+        log.warning("shard %d: %s; retrying %d messages", self.shard, error, len(envelopes))
+        return [Failed(error, retriable=True)] * len(envelopes)
+
+    def _delay(self, attempts: int) -> float:
+        s = self._settings
+        return backoff_delay(attempts, s.backoff_initial, s.backoff_max, self._rng)
+
+    async def _apply(self, plan: Settlement) -> None:
+        """Ack first (the common case, one call), then retries and dead letters by group."""
+        if plan.delivered:
+            await self._bounded("ack", self._store.ack(self.lease, plan.delivered))
+            self._metrics.published += len(plan.delivered)
+            self._metrics.duplicates += plan.duplicates
+            created = plan.delivered[-1].message.created_at
+            self._metrics.last_publish_lag = (datetime.now(UTC) - created).total_seconds()
+        for (error, delay), group in plan.retry.items():
+            await self._bounded("retry", self._store.retry(self.lease, group, error, delay))
+            self._metrics.retried += len(group)
+            due = anyio.current_time() + delay
+            self._next_due = due if self._next_due is None else min(self._next_due, due)
+            log.warning(
+                "shard %d: %d messages failed (%s); retry in %.2fs",
+                self.shard,
+                len(group),
+                error,
+                delay,
+            )
+        for error, group in plan.dead.items():
+            await self._bounded("dead letter", self._store.dead_letter(self.lease, group, error))
+            self._metrics.dead_lettered += len(group)
+            log.warning("shard %d: %d messages dead-lettered (%s)", self.shard, len(group), error)
+            if self._settings.on_dead_letter == "block":
+                log.warning(
+                    "shard %d: aggregates %s blocked: their later messages wait until the dead "
+                    "letters are replayed or discarded (on_dead_letter=block)",
+                    self.shard,
+                    ", ".join(sorted({repr(e.message.aggregate_id) for e in group})),
+                )

@@ -1,9 +1,0 @@
-"""The Kafka publisher passes the publisher conformance suite against the real broker."""
-
-from __future__ import annotations
-
-from outboxkit.testing import PublisherConformance
-
-
-class TestKafkaConformance(PublisherConformance):
-    """Fixtures ``publisher``, ``destination``, ``consume``, ``missing_destination``: conftest."""
