@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "ROUTING_FIELDS",
     "Message",
     "broker_headers",
+    "check_messages",
     "check_template",
     "route",
     "trace_context",
@@ -164,6 +165,18 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
                 f"{len(self.payload)} bytes, over the limit of {max_payload_bytes}; "
                 "store large data elsewhere and reference it, or raise max_payload_bytes"
             )
+
+
+def check_messages(messages: Iterable[object], max_payload_bytes: int) -> None:
+    """What every writer checks before it writes: each item is a :class:`Message` and its
+    payload is within ``max_payload_bytes``; else :class:`InvalidMessageError`."""
+    for message in messages:
+        if not isinstance(message, Message):
+            raise InvalidMessageError(
+                f"expected an outboxkit Message, got {type(message).__name__}: build one with "
+                "Message.create(...)"
+            )
+        message.check_size(max_payload_bytes)
 
 
 @functools.cache

@@ -31,6 +31,7 @@ from outboxkit.cli.commands import (
 from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
+from outboxkit.cli.output import EXIT_CLOSED_PIPE, closed_pipe
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import ConfigurationError
 from outboxkit.observability.logs import LOG_FORMATS, configure_logging
@@ -166,6 +167,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invo
     first, _ = build_parser(environ=environ, add_help=False).parse_known_args(argv)
     spec: CommandSpec | None = getattr(first, "command_spec", None)
     config = load_config(getattr(first, "config", None), environ)
+    config.check_tables(["relay", *(name for kind in KINDS.values() for name in installed(kind))])
     chosen: dict[str, _Chosen] = {}
     if spec is not None:
         for kind in spec.uses:
@@ -200,7 +202,8 @@ def _configure_logging(level: str, fmt: str, secrets: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash."""
+    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash,
+    141 when stdout's reader went away (``| head``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     scrubber = Scrubber()
     try:
@@ -210,12 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             secrets += selected.spec.secrets(selected.settings)
         scrubber.add(secrets)
         _configure_logging(invocation.args.log_level, invocation.args.log_format, secrets)
-        return anyio.run(invocation.spec.run, invocation)
+        status = anyio.run(invocation.spec.run, invocation)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below
+        return status
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # the one place where errors become exit codes
         if isinstance(exc, SystemExit | GeneratorExit):
             raise
+        if closed_pipe(exc):
+            return EXIT_CLOSED_PIPE
         known = outbox_error(exc)
         if known is not None:
             print(f"outboxkit: error: {scrubber(str(known))}", file=sys.stderr)

@@ -178,6 +178,9 @@ def cmd_up(names: list[str]) -> int:
     for s in servers:
         if s.name in results:
             print(f"{s.name:<9} up    {s.url():<48} {results[s.name]}")
+            notice = getattr(s, "notice", None)
+            if notice and not s.external_url():
+                say(notice)
     for s in servers:
         if s.name in failures:
             print(f"{s.name:<9} FAILED {s.url():<47} {failures[s.name]}")
