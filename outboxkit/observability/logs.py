@@ -21,7 +21,7 @@ _STANDARD = frozenset(
 
 
 def _masker(secrets: Iterable[str]) -> Callable[[str], str]:
-    from outboxkit.cli.options import mask_text
+    from outboxkit.masking import mask_text
 
     # DSNs are secrets too, but mask_text shows them with only the password hidden
     values = sorted({s for s in secrets if len(s) >= 3 and "://" not in s}, key=len, reverse=True)
