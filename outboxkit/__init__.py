@@ -11,6 +11,7 @@ from outboxkit.errors import (
     SchemaMissingError,
     ServerUnavailableError,
     StoreUnavailableError,
+    TransactionRequiredError,
 )
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
@@ -58,6 +59,7 @@ __all__ = [
     "Store",
     "StoreStatus",
     "StoreUnavailableError",
+    "TransactionRequiredError",
     "broker_headers",
     "route",
     "shard_of",

@@ -22,15 +22,25 @@ from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.cli.watchdog import Watchdog, watchdog
 from outboxkit.errors import DeadLetterNotFoundError, OutboxError
+from outboxkit.observability.observer import ObservabilitySettings, RelayObserver
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.sharded import CLOSE_STEP, ShardedRelay
 
-__all__ = ["COMMANDS", "GROUPS", "RELAY_SPEC", "CommandSpec", "Invocation", "Selected"]
+__all__ = [
+    "COMMANDS",
+    "GROUPS",
+    "OBSERVABILITY_SPEC",
+    "RELAY_SPEC",
+    "CommandSpec",
+    "Invocation",
+    "Selected",
+]
 
 log = logging.getLogger("outboxkit.cli")
 
 RELAY_SPEC = SettingsSpec.derive(RelaySettings, "relay", prefix="")
+OBSERVABILITY_SPEC = SettingsSpec.derive(ObservabilitySettings, "observability", prefix="")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Invocation:
     config: ConfigFile
     selected: dict[str, Selected]
     relay: RelaySettings | None
+    observability: ObservabilitySettings | None = None
 
     def store(self) -> Store:
         """A new (unopened) store of the chosen plugin."""
@@ -110,7 +121,7 @@ class _SignalStop:
                 if not self.signalled:
                     self.signalled = True
                     log.info("%s: draining in-flight work and releasing leases", name)
-                    self.relay.stop()
+                    self.relay.stop(name)
                     limit = self.relay.settings.drain_timeout + SHUTDOWN_GRACE
                     self.watchdog.arm(
                         limit,
@@ -130,7 +141,10 @@ class _SignalStop:
 
 async def _relay(inv: Invocation) -> int:
     assert inv.relay is not None
-    store, publisher = inv.store(), inv.publisher()
+    observer = RelayObserver(
+        inv.observability, inv.selected["store"].name, inv.selected["publisher"].name
+    )
+    store, publisher = observer.wrap(inv.store(), inv.publisher())
     relay = ShardedRelay(store, publisher, inv.relay)
     log.info(
         "instance %s: store=%s publisher=%s relay=(%s)",
@@ -143,7 +157,7 @@ async def _relay(inv: Invocation) -> int:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(signals.watch)
-            await relay.run()
+            await observer.run(relay)
             tg.cancel_scope.cancel()
     except Exception as exc:
         known = outbox_error(exc)
