@@ -72,6 +72,7 @@ class ServerUnavailableError(OutboxError):
     def __init__(self, message: str = "", *, retriable: bool = True) -> None:
         super().__init__(message)
         self.retriable = retriable
+        """False if waiting will not fix it (a refusal): a relay starting up stops at once."""
 
 
 class StoreUnavailableError(ServerUnavailableError):
