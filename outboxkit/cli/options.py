@@ -206,8 +206,10 @@ class SettingsSpec(Generic[S]):
         at = _AT_FIELD.search(error)
         if at is not None and at[1] in sources:
             source, raw = sources[at[1]]
-            shown = "***" if next(f for f in self.fields if f.name == at[1]).secret else repr(raw)
-            return f"invalid value {mask_text(shown)} for {source}: {error[: at.start()]}"
+            bad = next(f for f in self.fields if f.name == at[1])
+            shown = "***" if bad.secret else repr(raw)
+            choose = f"; choose one of {', '.join(bad.choices)}" if bad.choices else ""
+            return f"invalid value {mask_text(shown)} for {source}: {error[: at.start()]}{choose}"
         return f"invalid {self.section} settings: {mask_text(error.removesuffix(' - at `$`'))}"
 
     def masked(self, settings: S) -> dict[str, str]:
