@@ -1,4 +1,4 @@
-"""Scenario 6: what metrics and tracing cost the relay (pg -> kafka from a backlog).
+"""Scenario 7: what metrics and tracing cost the relay (pg -> kafka from a backlog).
 
 The same backlog is relayed in three modes, alternating within each round (the order
 rotates from round to round, so no mode always runs first on a cold cache):
@@ -42,7 +42,7 @@ from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["MODES", "run"]
 
-SCENARIO = "6 observability"
+SCENARIO = "7 observability"
 MODES = ("off", "metrics", "metrics + tracing")
 METRICS_BAR = Bar(op=">=", limit=0.95, text="metrics on >= 0.95 x off")
 SCRAPE_INTERVAL = 1.0
