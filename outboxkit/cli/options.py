@@ -219,6 +219,8 @@ class SettingsSpec(Generic[S]):
             field = next(f for f in self.fields if f.name == at[1])
             shown = "***" if field.secret else repr(raw)
             hint = " (a number of seconds, or e.g. 500ms, 30s, 5m, 1h)" if field.duration else ""
+            if field.choices:
+                hint = f"; choose one of {', '.join(field.choices)}"
             return f"invalid value {mask_text(shown)} for {source}: {error[: at.start()]}{hint}"
         return f"invalid {self.section} settings: {mask_text(error.removesuffix(' - at `$`'))}"
 

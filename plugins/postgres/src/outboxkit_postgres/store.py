@@ -36,6 +36,7 @@ from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
 from outboxkit_postgres.privileges import check_relay
 from outboxkit_postgres.settings import PostgresSettings
+from outboxkit_postgres.tls import ssl_option
 
 __all__ = ["PostgresStore"]
 
@@ -53,6 +54,21 @@ _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
+
+
+_UNSET = object()
+
+
+def _tls_hint(exc: BaseException) -> str:
+    """What to do about a TLS failure (empty for other errors)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            " (the server's certificate did not verify: give --pg-ssl-root-cert the CA that "
+            "signed it; verify-full also needs the DSN's host named in it)"
+        )
+    if "rejected SSL upgrade" in str(exc):
+        return " (the server does not accept TLS: turn ssl on there, or lower --pg-ssl-mode)"
+    return ""
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -87,6 +103,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
+        self._ssl_option: object = _UNSET
         self._shard_count: int | None = None
         self._claims = TurnMerger[tuple[int, bool], list[Any]](self._claim_one, self._claim_many)
         self._acks = TurnMerger[tuple[Lease, list[int]], bool](self._ack_one, self._ack_many)
@@ -104,25 +121,39 @@ class PostgresStore:
         return StoreUnavailableError(
             f"cannot connect to PostgreSQL at {mask_dsn(dsn)}: "
             f"{type(exc).__name__}: {scrub(str(exc), dsn)}"
-            + ("; check the user, password and database of the DSN" if refused else ""),
+            + (
+                _tls_hint(exc)
+                or ("; check the user, password and database of the DSN" if refused else "")
+            ),
             retriable=not refused,
         )
 
+    def _ssl(self) -> ssl.SSLContext | str | None:
+        """The ``ssl`` argument of every connection (built once: files are read once)."""
+        if self._ssl_option is _UNSET:
+            self._ssl_option = ssl_option(self._settings)
+        return self._ssl_option  # type: ignore[return-value]
+
     async def _connect(self) -> asyncpg.Connection:
+        tls = self._ssl()
         try:
-            return await asyncpg.connect(self._settings.dsn, timeout=self._settings.connect_timeout)
+            return await asyncpg.connect(
+                self._settings.dsn, timeout=self._settings.connect_timeout, ssl=tls
+            )
         except _CONNECT_ERRORS as exc:
             raise self._unavailable(exc) from None
 
     async def _create_pool(
         self, min_size: int, max_size: int, server_settings: dict[str, str] | None = None
     ) -> asyncpg.Pool:
+        tls = self._ssl()
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
                 self._settings.dsn,
                 min_size=min_size,
                 max_size=max_size,
                 timeout=self._settings.connect_timeout,
+                ssl=tls,
                 server_settings=server_settings,
                 reset=_keep_session,
             )
@@ -174,7 +205,10 @@ class PostgresStore:
         self._lease_pool = await self._create_pool(1, 2)
         if self._settings.notify:
             self._listener = Listener(
-                self._settings.dsn, self._names.channel, self._settings.connect_timeout
+                self._settings.dsn,
+                self._names.channel,
+                self._settings.connect_timeout,
+                ssl=self._ssl(),
             )
 
     async def close(self) -> None:
