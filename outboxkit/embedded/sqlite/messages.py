@@ -41,7 +41,13 @@ def claim(conn: sqlite3.Connection, t: Tables, shard: int, limit: int) -> list[E
         (shard, shard, limit),
     ).fetchall()
     return [
-        Envelope(message=message_from_row(r), shard=shard, position=r[-2], attempts=r[-1])
+        Envelope(
+            message=message_from_row(r),
+            shard=shard,
+            position=r[-2],
+            attempts=r[-1],
+            sequence=r[-2],
+        )
         for r in rows
     ]
 
