@@ -26,6 +26,8 @@ class Judgement:
     verdicts: list[Verdict] = field(default_factory=list)
     last: dict[AggregateKey, int] = field(default_factory=dict)
     """Aggregates whose last applied sequence grows (to be written)."""
+    behind: dict[UUID, int] = field(default_factory=dict)
+    """For each stale (or parked) message, the last applied sequence it is behind."""
 
     def fresh(self, messages: Sequence[InboxMessage]) -> list[InboxMessage]:
         """The messages to apply, in order."""
@@ -71,6 +73,7 @@ def judge(
             continue
         key = (message.aggregate_type, message.aggregate_id)
         if message.sequence <= current.get(key, NONE_APPLIED):
+            judgement.behind[message.id] = current[key]
             judgement.verdicts.append(stale)
             continue
         current[key] = judgement.last[key] = message.sequence

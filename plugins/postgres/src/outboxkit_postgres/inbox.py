@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -136,7 +137,7 @@ class PostgresInbox:
             await self._write_last(conn, judgement)
         parked = judgement.parked(messages)
         if parked:
-            await self._write_parked(conn, parked, last)
+            await self._write_parked(conn, parked, judgement.behind)
         return judgement.verdicts
 
     async def _write_last(self, conn: asyncpg.Connection, judgement: Judgement) -> None:
@@ -152,7 +153,7 @@ class PostgresInbox:
         self,
         conn: asyncpg.Connection,
         parked: Sequence[InboxMessage],
-        last: dict[AggregateKey, int],
+        behind: dict[UUID, int],
     ) -> None:
         columns: list[list[Any]] = [[] for _ in range(10)]
         for m in parked:
@@ -162,7 +163,7 @@ class PostgresInbox:
                 m.aggregate_id,
                 m.event_type,
                 m.sequence,
-                last.get((m.aggregate_type, m.aggregate_id)),
+                behind.get(m.id),
                 m.message.topic,
                 msgspec.json.encode(m.message.headers).decode(),
                 m.message.payload,
