@@ -9,7 +9,8 @@ Run as ``python consumer_worker.py`` with its settings in the environment:
 * ``BATCH``: ``poll`` (one transaction per poll, ``process_batch``) or ``one`` (one per message);
 * ``CRASH_AFTER_COMMIT``: probability of a SIGKILL of itself after a database commit and
   before the offset commit (the window the inbox exists for);
-* ``GUARD``: the inbox's guard (default ``skip``).
+* ``GUARD``: the inbox's guard (default ``skip``);
+* ``COMMIT_DELAY``: seconds between the database commit and the offset commit.
 
 State: ``<schema>.state`` one row per aggregate: how many events were applied and their
 sequence numbers and ids in the order applied. Unreadable records go to ``<schema>.errors``
@@ -55,6 +56,7 @@ async def main() -> None:
     schema, inbox_on = env["SCHEMA"], env.get("INBOX", "on") == "on"
     per_poll = env.get("BATCH", "poll") == "poll"
     crash = float(env.get("CRASH_AFTER_COMMIT", "0"))
+    commit_delay = float(env.get("COMMIT_DELAY", "0"))
     inbox = PostgresInbox(schema=schema, guard=env.get("GUARD", "skip"))  # type: ignore[arg-type]
     conn = await asyncpg.connect(env["DSN"])
     consumer = AIOKafkaConsumer(
@@ -105,6 +107,7 @@ async def main() -> None:
                 print(f"skipped {skipped}", flush=True)
             if batches:
                 crash_maybe(crash)
+                await asyncio.sleep(commit_delay)  # widen the window a rebalance can hit
                 try:
                     await consumer.commit()
                 except (CommitFailedError, KafkaError) as exc:
