@@ -227,11 +227,17 @@ async def check_state(scratch: Scratch, committed: dict[str, list[str]]) -> tupl
     in commit order per aggregate), and how many events it applied."""
     conn = await scratch.connect()
     try:
-        rows = await conn.fetch(f"SELECT aggregate_id, applied, ids FROM {scratch.schema}.state")
+        rows = await conn.fetch(
+            f"SELECT aggregate_id, applied, ids, sequences FROM {scratch.schema}.state"
+        )
     finally:
         await conn.close()
     problems: list[str] = []
     applied = {r["aggregate_id"]: list(r["ids"]) for r in rows}
+    for r in rows:  # the relay's outboxkit-sequence header: present, growing per aggregate
+        sequences = list(r["sequences"])
+        if None in sequences or sequences != sorted(set(sequences)):
+            problems.append(f"{r['aggregate_id']}: sequence headers {sequences[:8]}...")
     total = 0
     for aggregate, ids in committed.items():
         got = applied.get(aggregate, [])
