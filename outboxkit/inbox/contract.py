@@ -80,9 +80,9 @@ class InboxOperations(Protocol):
         """Create the inbox tables (collections, indexes) if missing; re-runnable."""
 
     async def prune(self, older_than: float, batch_size: int) -> int:
-        """Remove the records of messages processed more than ``older_than`` seconds ago, at
-        most ``batch_size`` per statement (so no delete holds many locks or a long
-        transaction); return how many were removed."""
+        """Remove the ids of messages written more than ``older_than`` seconds ago (the time
+        in their UUIDv7 ids), at most ``batch_size`` per statement (so no delete holds many
+        locks or a long transaction); return how many were removed."""
         ...
 
     async def counts(self) -> dict[str, int]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from typing import Any
+from uuid import UUID
 
 import anyio
 import asyncpg
@@ -15,12 +18,21 @@ from outboxkit_postgres import PostgresInbox
 from outboxkit.errors import SchemaMissingError
 from outboxkit.inbox import InboxMessage, Verdict, decode
 from outboxkit.message import HEADER_SEQUENCE, Message, broker_headers
+from outboxkit.uuidv7 import uuid7, uuid7_floor
 
 pytestmark = pytest.mark.anyio
 
 
-def event(aggregate: str = "acc", sequence: int | None = None) -> InboxMessage:
+def written_ago(seconds: float) -> UUID:
+    """A UUIDv7 id of an event written ``seconds`` ago."""
+    fresh = uuid7()
+    return UUID(int=uuid7_floor(time.time() - seconds).int | (fresh.int & ((1 << 76) - 1)))
+
+
+def event(aggregate: str = "acc", sequence: int | None = None, **fields: Any) -> InboxMessage:
     m = Message.create(aggregate_type="account", aggregate_id=aggregate, event_type="e", payload=1)
+    if fields:
+        m = Message(**{**{f: getattr(m, f) for f in m.__struct_fields__}, **fields})
     headers = dict(broker_headers(m)) | ({HEADER_SEQUENCE: str(sequence)} if sequence else {})
     return decode(headers | {"content-type": m.content_type}, m.payload)
 
@@ -136,11 +148,9 @@ async def test_prune_removes_old_ids_in_batches_from_the_cli(postgres_url: str) 
         opts = ["--inbox", "pg", "--pg-inbox-dsn", postgres_url, "--pg-inbox-schema", s]
         assert _cli("migrate", *opts).returncode == 0  # re-runnable
         inbox = PostgresInbox(schema=s)
-        async with inbox.process_batch(conn, [event() for _ in range(25)]) as fresh:
-            assert len(fresh) == 25
-        await conn.execute(f"UPDATE {s}.inbox SET processed_at = now() - interval '2 days'")
-        async with inbox.process(conn, event()):
-            pass
+        old = [event(id=written_ago(2 * 86400)) for _ in range(25)]
+        async with inbox.process_batch(conn, [*old, event()]) as fresh:
+            assert len(fresh) == 26
         pruned = _cli("prune", *opts, "--older-than", "1d", "--batch-size", "10")
         assert pruned.returncode == 0, pruned.stderr
         assert "pruned 25 processed ids" in pruned.stdout

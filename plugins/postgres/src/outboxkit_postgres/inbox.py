@@ -14,7 +14,7 @@ message id in it and yields the :class:`~outboxkit.inbox.Verdict`; your change c
 the id or rolls back with it. :meth:`PostgresInbox.process_batch` does the same for the
 messages of one poll in one transaction and one statement, yielding the fresh ones.
 
-Tables (``outboxkit inbox migrate --inbox pg``): ``<table>`` (id, processed_at; unique id),
+Tables (``outboxkit inbox migrate --inbox pg``): ``<table>`` (id: the primary key; processed_at),
 ``<table>_aggregates`` (the guard's last sequence per aggregate), ``<table>_parked``.
 """
 
@@ -52,6 +52,9 @@ class PostgresInbox:
             "INSERT INTO {{schema}}.{{table}} (id) SELECT unnest($1::uuid[]) "
             "ON CONFLICT (id) DO NOTHING RETURNING id"
         )
+        self._begin_insert = n.render(
+            "BEGIN; INSERT INTO {{schema}}.{{table}} (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"
+        )
         # Lock the aggregates' rows (creating missing ones) and read their last sequence.
         self._lock_aggregates = n.render(
             "INSERT INTO {{schema}}.{{table}}_aggregates AS a "
@@ -83,9 +86,29 @@ class PostgresInbox:
         """A transaction (savepoint) that records ``message``; yields its verdict, true only
         if it is fresh. Apply your change in the block, on ``conn``, only if fresh: both
         commit together, or neither (an exception in the block rolls back)."""
-        async with conn.transaction():
-            verdicts = await self._record(conn, [message])
-            yield verdicts[0]
+        if self.guard != "off" or conn.is_in_transaction():
+            async with conn.transaction():
+                verdicts = await self._record(conn, [message])
+                yield verdicts[0]
+            return
+        # The common case in one round trip less: BEGIN and the id's INSERT in one simple-
+        # protocol script (a UUID's text is hex and dashes only), its status says if it was new.
+        try:
+            status = await conn.execute(self._begin_insert.replace("$1", f"'{message.id}'"))
+        except asyncpg.UndefinedTableError:
+            await conn.execute("ROLLBACK")
+            raise self._missing() from None
+        except BaseException:
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+            raise
+        try:
+            yield Verdict.FRESH if status.endswith(" 1") else Verdict.DUPLICATE
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
     @asynccontextmanager
     async def process_batch(
@@ -118,11 +141,7 @@ class PostgresInbox:
         try:
             rows = await conn.fetch(self._insert_ids, [m.id for m in messages])
         except asyncpg.UndefinedTableError:
-            raise SchemaMissingError(
-                f"inbox table {self.names.qualified} does not exist: run `outboxkit inbox "
-                f"migrate --inbox pg --pg-inbox-schema {self.names.schema} "
-                f"--pg-inbox-table {self.names.table}`"
-            ) from None
+            raise self._missing() from None
         new_ids = {row["id"] for row in rows}
         last: dict[AggregateKey, int] = {}
         keys = aggregate_keys(messages, new_ids) if self.guard != "off" else set()
@@ -139,6 +158,13 @@ class PostgresInbox:
         if parked:
             await self._write_parked(conn, parked, judgement.behind)
         return judgement.verdicts
+
+    def _missing(self) -> SchemaMissingError:
+        return SchemaMissingError(
+            f"inbox table {self.names.qualified} does not exist: run `outboxkit inbox migrate "
+            f"--inbox pg --pg-inbox-schema {self.names.schema} --pg-inbox-table "
+            f"{self.names.table}`"
+        )
 
     async def _write_last(self, conn: asyncpg.Connection, judgement: Judgement) -> None:
         items = sorted(judgement.last.items())

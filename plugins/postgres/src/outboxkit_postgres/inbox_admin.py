@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib.resources import files
 from typing import Annotated
 
@@ -11,9 +12,13 @@ import msgspec
 from outboxkit.errors import SchemaMissingError, StoreUnavailableError
 from outboxkit.inbox.contract import InboxPlugin
 from outboxkit.masking import mask_dsn
+from outboxkit.uuidv7 import uuid7_floor
 from outboxkit_postgres.names import OutboxNames
 
 __all__ = ["PostgresInboxAdmin", "PostgresInboxSettings", "plugin"]
+
+
+_V7_MIN = uuid7_floor(0)
 
 
 class PostgresInboxSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -68,18 +73,23 @@ class PostgresInboxAdmin:
             await conn.execute(self.names.render(sql))
 
     async def prune(self, older_than: float, batch_size: int) -> int:
-        """Delete ids processed over ``older_than`` s ago, ``batch_size`` rows per statement
-        (each its own short transaction, oldest first through the ``processed_at`` index)."""
+        """Delete the ids of events written over ``older_than`` s ago, ``batch_size`` rows
+        per statement, each its own short transaction.
+
+        Ids are UUIDv7, whose first 48 bits are the event's write time in milliseconds, so
+        "older than" is a range of the primary key: no index of its own, nothing added to
+        the consumer's hot path. (Ids of other versions are never pruned.)
+        """
         query = self.names.render(
             "DELETE FROM {{schema}}.{{table}} WHERE id IN (SELECT id FROM {{schema}}.{{table}} "
-            "WHERE processed_at < now() - make_interval(secs => $1) "
-            "ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            "WHERE id < $1 AND id >= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
         )
+        cutoff = uuid7_floor(time.time() - older_than)
         conn = self._connection()
         removed = 0
         while True:
             try:
-                status = await conn.execute(query, float(older_than), batch_size)
+                status = await conn.execute(query, cutoff, _V7_MIN, batch_size)
             except asyncpg.UndefinedTableError:
                 raise self._missing() from None
             count = int(status.split()[-1])

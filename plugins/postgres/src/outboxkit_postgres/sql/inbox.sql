@@ -4,7 +4,6 @@ CREATE TABLE IF NOT EXISTS {{schema}}.{{table}} (
     id uuid PRIMARY KEY,
     processed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS {{table}}_processed_at ON {{schema}}.{{table}} (processed_at);
 CREATE TABLE IF NOT EXISTS {{schema}}.{{table}}_aggregates (
     aggregate_type text NOT NULL,
     aggregate_id text NOT NULL,
