@@ -96,6 +96,10 @@ class InboxPlugin(Generic[SettingsT]):
     options are derived from it, like a store's) and a factory of its operations object."""
 
     name: str
+    """The name given to ``--inbox``."""
     settings_type: type[SettingsT]
+    """Its settings struct (options under the section ``<name>-inbox``)."""
     create: Callable[[SettingsT], Any]
+    """Makes its :class:`InboxOperations` from the settings."""
     summary: str = ""
+    """One line for ``outboxkit plugins``."""

@@ -56,9 +56,13 @@ class InboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     message: Message
+    """The typed message (payload bytes, headers, topic, key)."""
     sequence: int | None
+    """Its number within its aggregate (the ``outboxkit-sequence`` header), or None."""
     data: Any
+    """The payload decoded by its content type."""
     source: str = ""
+    """Where it was read (``topic[partition]@offset``, a subject)."""
 
     @property
     def id(self) -> UUID:
@@ -67,14 +71,17 @@ class InboxMessage(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def aggregate_type(self) -> str:
+        """The message's aggregate type."""
         return self.message.aggregate_type
 
     @property
     def aggregate_id(self) -> str:
+        """The message's aggregate id."""
         return self.message.aggregate_id
 
     @property
     def event_type(self) -> str:
+        """The message's event type."""
         return self.message.event_type
 
     def payload_as(self, type: type[T]) -> T:

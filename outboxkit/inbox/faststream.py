@@ -72,7 +72,9 @@ class InboxMiddleware:
         if (connect is None) != (process is None):
             raise TypeError("pass both connect and process, or neither (decode only)")
         self.connect = connect
+        """Gives a connection per message (e.g. ``pool.acquire``), or None."""
         self.process = process
+        """The inbox's ``process(conn, message)``, or None."""
 
     def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware[Any, Any]:
         return _Applied(msg, context=context, inbox=self)

@@ -44,7 +44,9 @@ class SqliteInbox:
         if guard not in _GUARDS:
             raise ConfigurationError(f"guard must be one of {', '.join(_GUARDS)}, got {guard!r}")
         self.table = check_identifier(table, "SQLite inbox table name")
+        """The inbox table (and the prefix of its ``_aggregates`` and ``_parked`` tables)."""
         self.guard: Guard = guard
+        """The per-aggregate guard: off, skip or park."""
 
     def migrate(self, conn: sqlite3.Connection) -> None:
         """Create the inbox tables if missing."""
@@ -159,14 +161,18 @@ class SqliteInboxAdmin:
 
     def __init__(self, settings: SqliteInboxSettings) -> None:
         self.settings = settings
+        """Where the inbox lives."""
         self.inbox = SqliteInbox(settings.table)
+        """The inbox whose tables it manages."""
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
+        """Open the database file."""
         if self._conn is None:
             self._conn = sqlite3.connect(self.settings.path, isolation_level=None, timeout=10)
 
     async def close(self) -> None:
+        """Close it. Idempotent."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -177,6 +183,7 @@ class SqliteInboxAdmin:
         return self._conn
 
     async def migrate(self) -> None:
+        """Create the inbox tables if missing."""
         self.inbox.migrate(self._connection())
 
     async def prune(self, older_than: float, batch_size: int) -> int:
@@ -199,6 +206,7 @@ class SqliteInboxAdmin:
                 return removed
 
     async def counts(self) -> dict[str, int]:
+        """Rows of the inbox, its aggregates and parked tables."""
         conn, t = self._connection(), self.inbox.table
         counts: dict[str, int] = {}
         for label, suffix in (
@@ -219,3 +227,4 @@ plugin = InboxPlugin(
     create=SqliteInboxAdmin,
     summary="SQLite inbox tables (stdlib sqlite3)",
 )
+"""The ``sqlite`` inbox plugin (entry point ``outboxkit.inboxes``)."""

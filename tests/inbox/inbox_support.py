@@ -1,7 +1,7 @@
 """What the consumer-side tests share: a scratch schema with an outbox (the producer), an
 inbox and the consumer's state (the consumer), a fresh topic, relay and consumer processes.
 
-Tests import it as ``inbox_support`` (pytest puts each test folder on ``sys.path``).
+Tests import it as ``tests.inbox.inbox_support``.
 """
 
 from __future__ import annotations

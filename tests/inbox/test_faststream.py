@@ -13,12 +13,12 @@ from aiokafka import AIOKafkaProducer
 from faststream import Context, ExceptionMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
-from inbox_support import kafka_topic, scratch_schema, wait_for
 from outboxkit_postgres import PostgresInbox
 
 from outboxkit.inbox import InboxMessage, UnreadableMessageError
 from outboxkit.inbox.faststream import CONNECTION, MESSAGE, InboxMiddleware
 from outboxkit.message import Message, broker_headers
+from tests.inbox.inbox_support import kafka_topic, scratch_schema, wait_for
 
 pytestmark = pytest.mark.anyio
 

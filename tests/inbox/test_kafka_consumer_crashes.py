@@ -12,8 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 from aiokafka import AIOKafkaProducer
-from consumer_worker import setup_sql
-from inbox_support import (
+
+from outboxkit.message import Message, broker_headers
+from tests.inbox.consumer_worker import setup_sql
+from tests.inbox.inbox_support import (
     Process,
     check_state,
     consumer_process,
@@ -23,9 +25,7 @@ from inbox_support import (
     wait_for,
     write_events,
 )
-from server_clients import consumer_from_start
-
-from outboxkit.message import Message, broker_headers
+from tests.support.kafka import consumer_from_start
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -18,11 +18,11 @@ from outboxkit_mongodb import (
     MongoStore,
 )
 from pymongo.asynchronous.database import AsyncDatabase
-from server_clients import mongo_database
 
 from outboxkit.inbox import InboxMessage, Verdict, decode
 from outboxkit.message import HEADER_SEQUENCE, Message, broker_headers
 from outboxkit.uuidv7 import uuid7
+from tests.support.mongodb import mongo_database
 
 pytestmark = pytest.mark.anyio
 

@@ -12,13 +12,13 @@ from uuid import UUID
 import anyio
 import asyncpg
 import pytest
-from inbox_support import scratch_schema
 from outboxkit_postgres import PostgresInbox
 
 from outboxkit.errors import SchemaMissingError
 from outboxkit.inbox import InboxMessage, Verdict, decode
 from outboxkit.message import HEADER_SEQUENCE, Message, broker_headers
 from outboxkit.uuidv7 import uuid7, uuid7_floor
+from tests.inbox.inbox_support import scratch_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -68,9 +68,13 @@ class MongoInbox:
         if guard == "park" and parked is None:
             raise ConfigurationError("guard='park' needs the parked collection: pass parked=...")
         self.field = check_field(field, "inbox field")
+        """The array field of processed ids."""
         self.last_field = f"{self.field}_last"
+        """The field of the guard's last sequence per source aggregate."""
         self.guard: Guard = guard
+        """The per-aggregate guard: off, skip or park."""
         self.parked = parked
+        """Where parked messages go (guard ``park``)."""
 
     def _guarded(self, message: InboxMessage) -> bool:
         return self.guard != "off" and message.sequence is not None

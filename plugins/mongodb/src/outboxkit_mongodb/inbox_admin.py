@@ -12,9 +12,10 @@ from pymongo.errors import PyMongoError
 
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
 from outboxkit.inbox.contract import InboxPlugin
+from outboxkit.masking import mask_url
 from outboxkit_mongodb.names import check_collection, check_field
 from outboxkit_mongodb.settings import MongoSettings
-from outboxkit_mongodb.store import connect, masked
+from outboxkit_mongodb.store import connect
 
 __all__ = ["MongoInboxAdmin", "MongoInboxSettings", "plugin"]
 
@@ -53,12 +54,14 @@ class MongoInboxAdmin:
 
     def __init__(self, settings: MongoInboxSettings) -> None:
         self.settings = settings
+        """Where the inboxes live."""
         for name in (*settings.collections, settings.parked_collection):
             check_collection(name, "collection")
         check_field(settings.field, "inbox field")
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
 
     async def open(self) -> None:
+        """Connect and ping the server."""
         if not self.settings.collections:
             raise ConfigurationError(
                 "name the collections holding inboxes: --mongodb-inbox-collections a,b"
@@ -72,11 +75,12 @@ class MongoInboxAdmin:
         except PyMongoError as exc:
             await client.close()
             raise StoreUnavailableError(
-                f"cannot reach MongoDB at {masked(s.url)}: {type(exc).__name__}"
+                f"cannot reach MongoDB at {mask_url(s.url)}: {type(exc).__name__}"
             ) from None
         self._client = client
 
     async def close(self) -> None:
+        """Disconnect. Idempotent."""
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -113,6 +117,7 @@ class MongoInboxAdmin:
         return removed
 
     async def counts(self) -> dict[str, int]:
+        """Processed ids, documents holding some, parked messages."""
         field, db = self.settings.field, self._db()
         processed = documents = 0
         for name in self.settings.collections:
@@ -129,3 +134,4 @@ plugin = InboxPlugin(
     create=MongoInboxAdmin,
     summary="inbox fields of MongoDB documents",
 )
+"""The ``mongodb`` inbox plugin (entry point ``outboxkit.inboxes``)."""

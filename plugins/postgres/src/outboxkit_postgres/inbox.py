@@ -46,7 +46,9 @@ class PostgresInbox:
         if guard not in _GUARDS:
             raise ConfigurationError(f"guard must be one of {', '.join(_GUARDS)}, got {guard!r}")
         self.names = OutboxNames(schema, table)
+        """The validated schema and table names."""
         self.guard: Guard = guard
+        """The per-aggregate guard: off, skip or park."""
         n = self.names
         self._insert_ids = n.render(
             "INSERT INTO {{schema}}.{{table}} (id) SELECT unnest($1::uuid[]) "

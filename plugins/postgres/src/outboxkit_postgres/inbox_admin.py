@@ -40,10 +40,13 @@ class PostgresInboxAdmin:
 
     def __init__(self, settings: PostgresInboxSettings) -> None:
         self.settings = settings
+        """Where the inbox lives."""
         self.names = OutboxNames(settings.schema, settings.table)
+        """The validated schema and table names."""
         self._conn: asyncpg.Connection | None = None
 
     async def open(self) -> None:
+        """Connect (``StoreUnavailableError`` naming the masked DSN if it cannot)."""
         if self._conn is not None:
             return
         dsn = self.settings.dsn
@@ -56,6 +59,7 @@ class PostgresInboxAdmin:
             ) from None
 
     async def close(self) -> None:
+        """Disconnect. Idempotent."""
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -66,6 +70,7 @@ class PostgresInboxAdmin:
         return self._conn
 
     async def migrate(self) -> None:
+        """Create the inbox tables if missing (``sql/inbox.sql``), under a lock."""
         sql = files("outboxkit_postgres").joinpath("sql/inbox.sql").read_text("utf-8")
         conn = self._connection()
         async with conn.transaction():
@@ -98,6 +103,7 @@ class PostgresInboxAdmin:
                 return removed
 
     async def counts(self) -> dict[str, int]:
+        """Rows of the inbox, its aggregates and parked tables."""
         conn = self._connection()
         counts: dict[str, int] = {}
         for label, suffix in (
@@ -125,3 +131,4 @@ plugin = InboxPlugin(
     create=PostgresInboxAdmin,
     summary="PostgreSQL inbox tables (asyncpg)",
 )
+"""The ``pg`` inbox plugin (entry point ``outboxkit.inboxes``)."""
