@@ -39,6 +39,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
     ``position`` orders messages within a shard (Postgres: the sequence); ``attempts`` counts
     failed publish attempts so far; ``ref`` is a store-private locator (e.g. a document id).
+    ``sequence``, if the store keeps one, is the message's number within its aggregate: it
+    grows in the aggregate's commit order and is the same at every claim of the message; the
+    relay sends it in the ``outboxkit-sequence`` header so consumers can tell an old event from
+    a new one (Postgres and SQLite: the position; MongoDB: the entry's append count).
     """
 
     message: Message
@@ -51,6 +55,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """Failed publish attempts so far."""
     ref: str | int | None = None
     """A store-private locator (e.g. a document id)."""
+    sequence: int | None = None
+    """Its number within its aggregate, if the store keeps one (see above)."""
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):

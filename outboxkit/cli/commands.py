@@ -354,7 +354,7 @@ async def _dead_letters_purge(inv: Invocation) -> int:
 
 async def _plugins(inv: Invocation) -> int:
     for kind in KINDS.values():
-        print(f"{kind.name}s:")
+        print(f"{kind.plural}:")
         names = installed(kind)
         width = max((len(n) for n in names), default=0)
         for name in names:
@@ -413,5 +413,5 @@ COMMANDS = (
         _dead_letters_purge,
         add_arguments=_purge_arguments,
     ),
-    CommandSpec(("plugins",), "list installed store and publisher plugins", _plugins, uses=()),
+    CommandSpec(("plugins",), "list installed plugins", _plugins, uses=()),
 )

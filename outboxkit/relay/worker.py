@@ -15,6 +15,7 @@ from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Envelope, Failed, Lease, Outcome, Publisher, Store
 from outboxkit.relay.backoff import backoff_delay
 from outboxkit.relay.log import brief, log
+from outboxkit.relay.sequencing import sequenced
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.settlement import Settlement, settle
 from outboxkit.relay.wakeup import Wakeup
@@ -193,7 +194,7 @@ class ShardWorker:
     async def _publish(self, envelopes: Sequence[Envelope]) -> Sequence[Outcome]:
         """Publish a batch; a publisher exception fails the whole batch, retriably."""
         try:
-            outcomes = await self._publisher.publish([e.message for e in envelopes])
+            outcomes = await self._publisher.publish(sequenced(envelopes))
         except Exception as exc:
             error = f"publisher raised {brief(exc)}"
         else:

@@ -51,6 +51,7 @@ def test_bench_smoke(
         "5 relay scaling",
         "7 observability",
     } <= scenarios
+    assert "8 consumer inbox" in scenarios
     assert {x["kind"] for x in results["latencies"]} == {"commit->ack", "commit->receive"}
     assert any("floor" in x["step"] for x in results["latencies"]), "the latency floor did not run"
     for x in results["latencies"]:  # the machine's load, read from /proc while the writer ran
