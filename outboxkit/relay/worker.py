@@ -72,7 +72,9 @@ class ShardWorker:
         self._metrics = context.metrics
         self._wakeup = context.wakeup
         self._rng = context.rng
-        self._reports = isinstance(self._publisher, ReportsDeliveries)
+        self._reports = context.settings.ack_as_delivered and isinstance(
+            self._publisher, ReportsDeliveries
+        )
         """The publisher reports deliveries mid-call: ack them early (:mod:`early_acks`)."""
         self._next_due: float | None = None
         self._noticed = False

@@ -111,3 +111,21 @@ async def test_a_failed_early_ack_is_made_when_the_call_returns() -> None:
     assert sorted(store.acked) == sorted(m.id for m in batch)
     assert len(publisher.calls) == 1, "nothing published twice"
     assert store.calls["ack"] == 2
+
+
+async def test_without_ack_as_delivered_the_batch_is_acked_when_the_call_returns() -> None:
+    batch = messages(aggregates=2, per_aggregate=2)
+    gate = anyio.Event()
+    publisher = ScriptedPublisher(steps=[([0, 1], gate)], outcomes=[Delivered()] * 4)
+    store = one_shard_store(batch)
+    relay = ShardedRelay(store, publisher, settings(batch_size=10, ack_as_delivered=False))
+
+    async def body() -> None:
+        await wait_for(lambda: len(publisher.calls) == 1)
+        await anyio.sleep(0.05)
+        assert not store.acked
+        gate.set()
+        await wait_for(lambda: not store.rows)
+
+    await running([relay], body)
+    assert store.calls["ack"] == 1
