@@ -10,6 +10,7 @@ from outboxkit.errors import (
     PublisherUnavailableError,
     SchemaMissingError,
     StoreUnavailableError,
+    TransactionRequiredError,
 )
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
@@ -56,6 +57,7 @@ __all__ = [
     "Store",
     "StoreStatus",
     "StoreUnavailableError",
+    "TransactionRequiredError",
     "broker_headers",
     "route",
     "shard_of",

@@ -22,6 +22,21 @@ class ConfigurationError(OutboxError, ValueError):
     """Settings, DSNs, identifiers or plugin names are wrong."""
 
 
+class TransactionRequiredError(ConfigurationError):
+    """A writer was called outside the caller's transaction; nothing was written.
+
+    Every writer raises this one type (see :func:`transaction_required`).
+    """
+
+
+def transaction_required(writer: str, how: str) -> TransactionRequiredError:
+    """The error of ``writer`` called outside a transaction; ``how`` says how to open one."""
+    return TransactionRequiredError(
+        f"{writer} needs the caller's transaction: {how}, so that the messages commit or roll "
+        "back with the business change; nothing was written"
+    )
+
+
 class PluginNotFoundError(ConfigurationError):
     """No installed plugin has the requested name."""
 
@@ -59,6 +74,7 @@ class DeadLetterNotFoundError(OutboxError, LookupError):
 
     def __init__(self, missing: Sequence[UUID]) -> None:
         self.missing = list(missing)
+        """The ids that are not dead letters."""
         shown = ", ".join(str(i) for i in self.missing)
         super().__init__(
             f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"

@@ -29,6 +29,7 @@ __all__ = [
     "Relay",
     "ReportsDeliveries",
     "Store",
+    "StoreGauges",
     "StoreStatus",
     "not_sent",
 ]
@@ -42,18 +43,26 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     message: Message
+    """The message as written."""
     shard: int
+    """The shard it belongs to (``shard_of(aggregate_id)``)."""
     position: int
+    """Its place in the shard's order (Postgres: the sequence)."""
     attempts: int = 0
+    """Failed publish attempts so far."""
     ref: str | int | None = None
+    """A store-private locator (e.g. a document id)."""
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
     """A held shard lease. ``token`` is the fencing token: it grows with every new owner."""
 
     shard: int
+    """The leased shard."""
     owner: str
+    """The relay instance holding it."""
     token: int
+    """The fencing token: it grows with every new owner."""
 
 
 class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,19 +70,28 @@ class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     (negative once expired); ``owner`` is None for a shard never leased or released."""
 
     shard: int
+    """The shard."""
     owner: str | None
+    """The holder; None for a shard never leased or released."""
     token: int
+    """The fencing token of the last owner."""
     expires_in: float | None
+    """Seconds left by the database clock (negative once expired)."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """A message that could not be published; it can be listed and replayed."""
 
     message: Message
+    """The message that could not be published."""
     shard: int
+    """Its shard."""
     error: str
+    """The last error."""
     attempts: int
+    """Publish attempts made."""
     failed_at: datetime
+    """When it was dead-lettered."""
 
 
 DeadLetterPolicy = Literal["block", "skip"]
@@ -100,20 +118,48 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     pending: int
+    """Messages waiting to be published."""
+    oldest_pending_age: float | None
+    """Age in seconds of the oldest pending message; None if none."""
+    dead_letters: int
+    """Messages in the dead-letter store."""
+    shard_count: int
+    """Shards fixed at migration."""
+    instances: list[str]
+    """Live relay instances."""
+    leases: list[LeaseInfo]
+    """Every shard's lease."""
+    blocked_aggregates: int = 0
+    """Aggregates that have a dead letter."""
+    blocked_sample: list[str] = msgspec.field(default_factory=list)
+    """Up to ``BLOCKED_SAMPLE`` ids of blocked aggregates, smallest first."""
+    parked: int = 0
+    """Pending messages after a dead letter of their aggregate (part of ``pending``)."""
+
+
+class StoreGauges(msgspec.Struct, frozen=True, kw_only=True):
+    """The backlog as a relay's metrics show it, read every few seconds.
+
+    A store may implement ``async def gauges(self) -> StoreGauges`` with queries that stay
+    cheap however large the backlog (else the relay falls back to :meth:`Store.status`).
+    ``pending_estimated`` says that ``pending`` (and ``dead_letters``) are estimates: exact
+    counts are only promised up to a store-defined bound.
+    """
+
+    pending: int
     oldest_pending_age: float | None
     dead_letters: int
-    shard_count: int
-    instances: list[str]
-    leases: list[LeaseInfo]
-    blocked_aggregates: int = 0
-    blocked_sample: list[str] = msgspec.field(default_factory=list)
-    parked: int = 0
+    pending_estimated: bool = False
+    blocked_aggregates: int | None = None
+    """Aggregates with a dead letter (held back under ``on_dead_letter="block"``); None if
+    the store does not say."""
 
 
 class Delivered(msgspec.Struct, frozen=True):
     """The broker acknowledged the message. ``duplicate``: the broker said it had it already."""
 
     duplicate: bool = False
+    """The broker said it had the message already."""
 
 
 class Failed(msgspec.Struct, frozen=True):
@@ -121,10 +167,13 @@ class Failed(msgspec.Struct, frozen=True):
     go to the dead-letter store at once."""
 
     error: str
+    """What went wrong, for logs and the dead-letter store."""
     retriable: bool
+    """Retry with backoff (True) or dead-letter at once (False)."""
 
 
 Outcome = Delivered | Failed
+"""What a publisher returns for each message of a ``publish`` call."""
 
 
 def not_sent(earlier: Message) -> Failed:

@@ -31,6 +31,7 @@ MARKER_OF_FIXTURE = {
     "nats_url": "nats",
     "local_nats": "nats",
     "mongodb_url": "mongodb",
+    "prometheus_url": "prometheus",
 }
 """The marker of each fixture that needs a server (``local_nats``: the nats-server binary)."""
 
@@ -78,6 +79,12 @@ def nats_url() -> str:
 def mongodb_url() -> str:
     """``mongodb://...`` URL of a MongoDB-wire server (FerretDB locally, mongod via Docker)."""
     return _server("mongodb")
+
+
+@pytest.fixture(scope="session")
+def prometheus_url() -> str:
+    """``http://host:port`` of a Prometheus scraping the file_sd targets tests write."""
+    return _server("prometheus")
 
 
 @pytest.fixture

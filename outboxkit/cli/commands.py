@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio
@@ -20,14 +20,27 @@ from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import DeadLetterNotFoundError, OutboxError
-from outboxkit.protocols import Publisher, Relay, Store
+from outboxkit.observability.observer import ObservabilitySettings, RelayObserver
+from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
 
-__all__ = ["COMMANDS", "GROUPS", "RELAY_SPEC", "CommandSpec", "Invocation", "Selected"]
+if TYPE_CHECKING:
+    from outboxkit.relay import ShardedRelay
+
+__all__ = [
+    "COMMANDS",
+    "GROUPS",
+    "OBSERVABILITY_SPEC",
+    "RELAY_SPEC",
+    "CommandSpec",
+    "Invocation",
+    "Selected",
+]
 
 log = logging.getLogger("outboxkit.cli")
 
 RELAY_SPEC = SettingsSpec.derive(RelaySettings, "relay", prefix="")
+OBSERVABILITY_SPEC = SettingsSpec.derive(ObservabilitySettings, "observability", prefix="")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class Invocation:
     config: ConfigFile
     selected: dict[str, Selected]
     relay: RelaySettings | None
+    observability: ObservabilitySettings | None = None
 
     def store(self) -> Store:
         """A new (unopened) store of the chosen plugin."""
@@ -86,7 +100,7 @@ class CommandSpec:
 # -- relay -----------------------------------------------------------------------------------
 
 
-async def _stop_on_signals(relay: Relay, scope: anyio.CancelScope) -> None:
+async def _stop_on_signals(relay: ShardedRelay, scope: anyio.CancelScope) -> None:
     """First SIGTERM/SIGINT: graceful stop (drain, release leases). Second: cancel at once."""
     stopping = False
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -98,14 +112,17 @@ async def _stop_on_signals(relay: Relay, scope: anyio.CancelScope) -> None:
                 return
             log.info("%s: draining in-flight work and releasing leases", name)
             stopping = True
-            relay.stop()
+            relay.stop(name)
 
 
 async def _relay(inv: Invocation) -> int:
     from outboxkit.relay import ShardedRelay
 
     assert inv.relay is not None
-    store, publisher = inv.store(), inv.publisher()
+    observer = RelayObserver(
+        inv.observability, inv.selected["store"].name, inv.selected["publisher"].name
+    )
+    store, publisher = observer.wrap(inv.store(), inv.publisher())
     relay = ShardedRelay(store, publisher, inv.relay)
     log.info(
         "instance %s: store=%s publisher=%s relay=(%s)",
@@ -116,7 +133,7 @@ async def _relay(inv: Invocation) -> int:
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signals, relay, tg.cancel_scope)
-        await relay.run()
+        await observer.run(relay)
         tg.cancel_scope.cancel()
     return 0
 

@@ -1,8 +1,11 @@
-"""Human and JSON renderings of store status and dead letters for the CLI."""
+"""Human and JSON renderings of store status and dead letters for the CLI, and what happens
+when the reader of the output goes away (``outboxkit status | head -1``)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +13,30 @@ import msgspec
 
 from outboxkit.protocols import DeadLetter, LeaseInfo, StoreStatus
 
-__all__ = ["dead_letters_json", "format_dead_letters", "format_status", "table"]
+__all__ = [
+    "EXIT_CLOSED_PIPE",
+    "closed_pipe",
+    "dead_letters_json",
+    "format_dead_letters",
+    "format_status",
+    "table",
+]
+
+EXIT_CLOSED_PIPE = 141
+"""Exit status when stdout's reader has gone (128 + SIGPIPE, as ``cat`` or ``grep`` give)."""
+
+
+def closed_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` says stdout's reader went away; if so, stdout is sent to /dev/null so
+    the interpreter's last flush cannot fail (and print a traceback) again."""
+    if isinstance(exc, BaseExceptionGroup):
+        if not all(closed_pipe(e) for e in exc.exceptions):
+            return False
+    elif not isinstance(exc, BrokenPipeError):
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -57,9 +57,11 @@ class ShardedRelay:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RelaySettings()
+        """The relay's settings."""
         self.owner = self.settings.instance_id or default_instance_id()
         """This instance's name in the lease table."""
         self.metrics = RelayMetrics()
+        """Counters of the relay's work (claimed, published, retried, ...)."""
         self._store = store
         self._publisher = publisher
         self._rng = rng or random.Random()
@@ -67,14 +69,20 @@ class ShardedRelay:
         self._stop_event: anyio.Event | None = None
         self._started = False
         self._pool: WorkerPool | None = None
+        self.keeper: LeaseKeeper | None = None
+        """The lease keeper while running (health checks read its last tick)."""
+        self.stop_reason: str | None = None
+        """Why the relay was asked to stop (the first reason given to :meth:`stop`)."""
 
     @property
     def shards(self) -> frozenset[int]:
         """The shards this instance works on now (including any being handed over)."""
         return frozenset(self._pool.workers) if self._pool is not None else frozenset()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to drain and return. Safe to call at any time, more than once."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
         self._stop_requested = True
         if self._stop_event is not None:
             self._stop_event.set()
@@ -110,6 +118,7 @@ class ShardedRelay:
         )
         pool = self._pool = WorkerPool(context)
         keeper = LeaseKeeper(self._store, self.owner, settings.lease_ttl, pool, self._rng)
+        self.keeper = keeper
         log.info(
             "relay %s starting on %d shards (fixed by the store's migration)",
             self.owner,
@@ -168,7 +177,7 @@ class ShardedRelay:
                     )
                 else:
                     log.info("nothing pending: stopping (exit_when_idle)")
-                self.stop()
+                self.stop("nothing pending (exit_when_idle)")
                 return
 
 

@@ -40,6 +40,7 @@ class MemoryClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        """Seconds added to the monotonic time (see ``advance``)."""
 
     def __call__(self) -> float:
         return time.monotonic() + self.offset
@@ -85,13 +86,19 @@ class MemoryStore:
             raise ValueError(f"shard_count must be >= 1, got {shard_count}")
         self._shard_count = shard_count
         self.clock = MemoryClock()
+        """The database clock; advance it to expire leases and retry delays."""
         self.rows: dict[int, Row] = {}
+        """Pending messages by position."""
         self.lease_rows = {shard: LeaseRow() for shard in range(shard_count)}
+        """The lease table, by shard."""
         self.instances: dict[str, float] = {}
+        """Live relay instances and when their heartbeat expires."""
         self.dead: list[DeadLetter] = []
+        """The dead letters."""
         self.dead_positions: dict[UUID, int] = {}
         """The position each dead letter had (a replay puts it back there)."""
         self.acked: list[UUID] = []
+        """Ids acknowledged so far, in order."""
         self.wakes_every_commit = False
         self._next_position = 1
         self._signal: anyio.Event | None = None

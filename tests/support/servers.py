@@ -51,6 +51,7 @@ SERVERS: dict[str, Server] = {
     "kafka": Server("kafka", "OUTBOXKIT_TEST_KAFKA_BOOTSTRAP", "Kafka"),
     "nats": Server("nats", "OUTBOXKIT_TEST_NATS_URL", "NATS JetStream"),
     "mongodb": Server("mongodb", "OUTBOXKIT_TEST_MONGODB_URL", "MongoDB-wire server"),
+    "prometheus": Server("prometheus", "OUTBOXKIT_TEST_PROMETHEUS_URL", "Prometheus"),
 }
 
 

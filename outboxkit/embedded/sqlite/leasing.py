@@ -69,7 +69,7 @@ def acquire(
             (shard,),
         ).fetchone()
         if row is None:
-            raise ValueError(f"shard {shard} does not exist in {t.outbox!r}")
+            raise ValueError(f"shard {shard} does not exist in {t.name!r}")
         holder, token, live = row
         if live and holder != owner:
             return None

@@ -20,7 +20,7 @@ import anyio.to_thread
 from outboxkit.embedded.sqlite import leasing, messages
 from outboxkit.embedded.sqlite.db import Tables, connect, migrate_schema, read_shard_count
 from outboxkit.embedded.sqlite.settings import SqliteSettings
-from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from outboxkit.errors import ConfigurationError, SchemaMissingError, StoreUnavailableError
 from outboxkit.plugins import StorePlugin
 from outboxkit.protocols import (
     DeadLetter,
@@ -76,7 +76,16 @@ class SqliteStore:
             ) from exc
 
     async def open(self) -> None:
-        """Open the database file and check the schema (``SchemaMissingError`` if absent)."""
+        """Open the database file and check the schema (``SchemaMissingError`` if absent).
+
+        Only :meth:`migrate` creates the file: the relay and the read commands never do.
+        """
+        path = self._settings.path
+        if path != ":memory:" and not await anyio.Path(path).exists():
+            raise SchemaMissingError(
+                f"the SQLite outbox database {path!r} does not exist: run "
+                "`outboxkit migrate --store sqlite` (with the same --sqlite-path)"
+            )
         self._shard_count = await self._run(lambda c: read_shard_count(c, self._tables))
 
     async def close(self) -> None:

@@ -41,5 +41,13 @@ async def store(mongo_settings: MongoSettings) -> AsyncIterator[MongoStore]:
 
 
 @pytest.fixture
+async def migrated(mongo_settings: MongoSettings) -> MongoSettings:
+    """The settings of a store migrated (and closed again) in the test's database."""
+    async with opened(mongo_settings):
+        return mongo_settings
+
+
+@pytest.fixture
 def outbox() -> MongoOutbox:
-    return MongoOutbox(shard_count=SHARDS)
+    """A writer that reads its shard count from the store's migration."""
+    return MongoOutbox()

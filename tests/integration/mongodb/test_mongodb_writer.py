@@ -3,22 +3,24 @@ writes nothing."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 import msgspec
 import pytest
 from bson import ObjectId
-from outboxkit_mongodb import InvalidWriteError, MongoOutbox
+from outboxkit_mongodb import InvalidWriteError, MongoOutbox, MongoSettings, MongoStore
 from outboxkit_mongodb.entries import decode_entry
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
 
 from outboxkit import Message
-from outboxkit.errors import InvalidMessageError
+from outboxkit.errors import ConfigurationError, InvalidMessageError, SchemaMissingError
 from outboxkit.sharding import shard_of
+from tests.support.mongodb import mongo_database
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("migrated")]
 
 
 def msg(aggregate_id: str, event: str = "OrderPlaced", **payload: Any) -> Message:
@@ -152,13 +154,13 @@ async def test_bad_filter_or_update_is_refused_and_writes_nothing(
 async def test_bad_messages_are_refused_and_write_nothing(
     mongo_db: AsyncDatabase[Any],
 ) -> None:
-    outbox = MongoOutbox(shard_count=4, max_payload_bytes=64)
+    outbox = MongoOutbox(max_payload_bytes=64)
     orders = mongo_db["orders"]
     await orders.insert_one({"_id": "o1", "status": "new"})
     cases: list[tuple[list[Any], str]] = [
         ([msg("o1"), msg("o2")], "document's '_id' is 'o1'"),
         ([msg("o1", blob="x" * 100)], "over the limit"),
-        ([{"event_type": "dict"}], "expected outboxkit.Message"),
+        ([{"event_type": "dict"}], re.escape("expected an outboxkit Message, got dict: build")),
     ]
     same = msg("o1")
     cases.append(([same, same], "appears twice"))
@@ -178,7 +180,7 @@ async def test_bad_messages_are_refused_and_write_nothing(
 
 async def test_server_refusal_writes_nothing(mongo_db: AsyncDatabase[Any]) -> None:
     """A document over the server's 16 MiB limit is refused whole: no business change either."""
-    outbox = MongoOutbox(shard_count=4, max_payload_bytes=20 * 1024 * 1024)
+    outbox = MongoOutbox(max_payload_bytes=20 * 1024 * 1024)
     orders = mongo_db["orders"]
     await orders.insert_one({"_id": "o1", "status": "new"})
     huge = Message(aggregate_type="o", aggregate_id="o1", event_type="E", payload=b"x" * 17_000_000)
@@ -188,7 +190,7 @@ async def test_server_refusal_writes_nothing(mongo_db: AsyncDatabase[Any]) -> No
 
 
 async def test_custom_aggregate_field(mongo_db: AsyncDatabase[Any]) -> None:
-    outbox = MongoOutbox(shard_count=4, aggregate_field="order_no")
+    outbox = MongoOutbox(aggregate_field="order_no")
     orders = mongo_db["orders"]
     number = str(uuid.uuid4())
     await orders.insert_one({"order_no": number})
@@ -199,3 +201,39 @@ async def test_custom_aggregate_field(mongo_db: AsyncDatabase[Any]) -> None:
         await outbox.update_one(orders, {"order_no": number}, {"$set": {"order_no": "y"}}, [])
     doc = await orders.find_one({"order_no": number})
     assert doc is not None and doc["s"] == 1 and len(doc["outbox"]) == 1
+
+
+async def test_the_shard_count_comes_from_the_store(
+    mongo_db: AsyncDatabase[Any], store: MongoStore, mongo_settings: MongoSettings
+) -> None:
+    """A writer made with another shard count than the migration's refuses to write; one
+    made without reads it from the store, and its entries are claimed by the relay."""
+    orders = mongo_db["orders"]
+    await orders.insert_one({"_id": "o1", "status": "new"})
+    wrong = MongoOutbox(shard_count=64)
+    with pytest.raises(ConfigurationError, match=r"shard_count=64\) does not match the 4 shards"):
+        await wrong.update_one(orders, {"_id": "o1"}, {"$set": {"status": "x"}}, [msg("o1")])
+    assert await orders.find_one({"_id": "o1"}) == {"_id": "o1", "status": "new"}
+
+    writer = MongoOutbox()
+    with pytest.raises(ConfigurationError, match=r"await outbox\.load"):
+        writer.prepare_update({"_id": "o1"}, {"$set": {"s": 1}}, [msg("o1")])
+    sent = msg("o1")
+    await writer.update_one(orders, {"_id": "o1"}, {"$set": {"status": "paid"}}, [sent])
+    assert writer.shard_count == mongo_settings.shard_count == 4
+    claimed = []
+    for shard in range(store.shard_count):
+        lease = await store.acquire("reader", shard, 60)
+        assert lease is not None
+        claimed += [e.message.id for e in await store.claim(lease, 100)]
+    assert claimed == [sent.id]
+
+
+async def test_a_database_without_the_store_is_refused(mongodb_url: str) -> None:
+    async with mongo_database(mongodb_url) as db:
+        await db["orders"].insert_one({"_id": "o1"})
+        with pytest.raises(SchemaMissingError, match="run `outboxkit migrate --store mongodb`"):
+            await MongoOutbox().update_one(
+                db["orders"], {"_id": "o1"}, {"$set": {"s": 1}}, [msg("o1")]
+            )
+        assert await db["orders"].find_one({"_id": "o1"}) == {"_id": "o1"}

@@ -12,6 +12,7 @@ from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 from outboxkit.message import Message
 from outboxkit.testing import make_message
 from tests.support.postgres import pg_connection, scratch_schema
+from tests.unit.cli.conftest import run_cli, workdir  # noqa: F401 - the command, for pg tests
 
 SHARDS = 4
 

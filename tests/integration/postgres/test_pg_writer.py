@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 from outboxkit_postgres import PostgresOutbox, PostgresStore
 
-from outboxkit.errors import InvalidMessageError, OutboxError, SchemaMissingError
+from outboxkit.errors import InvalidMessageError, SchemaMissingError, TransactionRequiredError
 from outboxkit.message import Message
 from outboxkit.protocols import Lease
 from outboxkit.sharding import shard_of
@@ -67,8 +68,18 @@ async def test_commit_makes_exactly_the_messages_visible(
 async def test_add_outside_a_transaction_is_refused(
     store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection, schema: str
 ) -> None:
-    with pytest.raises(OutboxError, match=r"conn\.transaction"):
+    with pytest.raises(TransactionRequiredError, match=r"^PostgresOutbox\.add needs the caller's"):
         await outbox.add(conn, make_message("a", 1))
+    assert await _count(conn, schema) == 0
+
+
+async def test_not_a_message_is_worded_as_in_every_writer(
+    store: PostgresStore, outbox: PostgresOutbox, conn: asyncpg.Connection, schema: str
+) -> None:
+    text = "expected an outboxkit Message, got dict: build one with Message.create(...)"
+    with pytest.raises(InvalidMessageError, match=f"^{re.escape(text)}$"):
+        async with conn.transaction():
+            await outbox.add_many(conn, [make_message("a", 1), {"not": "a message"}])  # type: ignore[list-item]
     assert await _count(conn, schema) == 0
 
 

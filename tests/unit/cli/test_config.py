@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from outboxkit.cli import main
 from outboxkit.cli.config import find_config, load_config
 from outboxkit.errors import ConfigurationError
 
@@ -49,3 +50,23 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
         load_config(str(tmp_path / "nope.toml"), {})
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_config(None, {"OUTBOXKIT_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_unknown_table_is_named_with_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "typo.toml"
+    path.write_text('publisher = "kafka"\n[kafak]\nbootstrap_servers = "k:9092"\n')
+    assert main(["status", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[kafak] is not a table outboxkit reads" in err
+    assert "did you mean [kafka]?" in err and "[relay]" in err and "[sqlite]" in err
+    assert not (tmp_path / "outbox.db").exists()
+
+
+def test_tables_of_installed_plugins_not_chosen_are_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "several.toml"
+    path.write_text('[relay]\nbatch_size = 5\n[pg]\ndsn = "postgresql://x"\n[nats]\n[kafka]\n')
+    load_config(str(path), {}).check_tables(["relay", "pg", "nats", "kafka", "sqlite"])
+    assert main(["plugins", "--config", str(path)]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import pytest
 from outboxkit import Message
 from outboxkit.embedded.sqlite.settings import SqliteSettings
 from outboxkit.embedded.sqlite.store import SqliteStore
+from outboxkit.embedded.sqlite.writer import SqliteOutbox
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -165,3 +167,37 @@ def test_missing_schema_is_one_line_error(run_cli: RunCli) -> None:
 def test_replay_needs_ids_or_all(run_cli: RunCli, args: tuple[str, ...]) -> None:
     result = run_cli(*args)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("status", "--json"), ("dead-letters", "list"), ("relay", "--exit-when-idle")],
+)
+def test_commands_other_than_migrate_create_no_database(
+    command: tuple[str, ...], run_cli: RunCli, workdir: Path
+) -> None:
+    result = run_cli(*command)
+    assert result.returncode == 2, result.stderr
+    assert "the SQLite outbox database 'outbox.db' does not exist: run `outboxkit migrate" in (
+        result.stderr
+    )
+    assert result.stderr.count("outboxkit: error:") == 1 and "Traceback" not in result.stderr
+    assert list(workdir.iterdir()) == []
+
+
+def test_reserved_word_as_the_sqlite_table(run_cli: RunCli, workdir: Path) -> None:
+    table = ("--sqlite-table", "order")
+    assert run_cli("migrate", *table).returncode == 0
+    messages = orders(6)
+    conn = sqlite3.connect(workdir / "outbox.db")
+    try:
+        with conn:
+            SqliteOutbox("order").add_many(conn, messages)
+    finally:
+        conn.close()
+    status = run_cli("status", "--json", *table)
+    assert status.returncode == 0 and msgspec.json.decode(status.stdout)["pending"] == 6
+    relayed = run_cli("relay", "--exit-when-idle", "--stdout-path", "out.jsonl", *table)
+    assert relayed.returncode == 0, relayed.stderr
+    assert len((workdir / "out.jsonl").read_text().splitlines()) == 6
+    assert run_cli("dead-letters", "list", *table).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from importlib.metadata import entry_points
@@ -13,7 +14,12 @@ from outboxkit.embedded.sqlite import db as sqlite_db
 from outboxkit.embedded.sqlite.settings import SqliteSettings
 from outboxkit.embedded.sqlite.store import SqliteStore, plugin
 from outboxkit.embedded.sqlite.writer import SqliteOutbox
-from outboxkit.errors import ConfigurationError, InvalidMessageError, SchemaMissingError
+from outboxkit.errors import (
+    ConfigurationError,
+    InvalidMessageError,
+    SchemaMissingError,
+    TransactionRequiredError,
+)
 from outboxkit.message import Message
 from outboxkit.plugins import STORE_GROUP
 from outboxkit.sharding import shard_of
@@ -100,7 +106,8 @@ async def test_bad_message_in_batch_writes_nothing(
     )
     with pytest.raises(InvalidMessageError, match="over the limit of 100"), conn:
         outbox.add_many(conn, [make_message("o-4"), oversized])
-    with pytest.raises(InvalidMessageError, match="expected an outboxkit Message"), conn:
+    text = "expected an outboxkit Message, got dict: build one with Message.create(...)"
+    with pytest.raises(InvalidMessageError, match=f"^{re.escape(text)}$"), conn:
         outbox.add_many(conn, [make_message("o-4"), {"not": "a message"}])  # type: ignore[list-item]
 
     assert await _pending(store) == 0
@@ -112,7 +119,9 @@ async def test_autocommit_connection_is_refused(
 ) -> None:
     autocommit = sqlite3.connect(settings.path, isolation_level=None)
     try:
-        with pytest.raises(ConfigurationError, match="BEGIN"):
+        with pytest.raises(
+            TransactionRequiredError, match=r"^SqliteOutbox\.add needs the caller.s"
+        ):
             SqliteOutbox(TABLE).add(autocommit, make_message("o-5"))
     finally:
         autocommit.close()

@@ -12,7 +12,6 @@ worst case is that the new owner publishes an entry again (a duplicate, as aroun
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI, PyMongoError
 
 from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, StoreUnavailableError
-from outboxkit.masking import mask_dsn
+from outboxkit.masking import mask_url, scrub
 from outboxkit.protocols import (
     BLOCKED_SAMPLE,
     DeadLetter,
@@ -56,21 +55,12 @@ BLOCKED_BY = "entry.aggregate_id"
 """The aggregate id of a dead letter (its document is blocked while it exists)."""
 
 
-_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (e.g. a driver error) without the password of ``url``."""
-    found = _PASSWORD.search(url)
-    return text.replace(found.group(1), "***") if found and found.group(1) else text
-
-
 def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
     """A client for ``settings.url``; errors name the URL with its password masked."""
     url = settings.url
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigurationError(
-            f"mongodb url {mask_dsn(url)!r} must start with mongodb:// or mongodb+srv://"
+            f"mongodb url {mask_url(url)!r} must start with mongodb:// or mongodb+srv://"
         )
     try:
         return AsyncMongoClient(
@@ -81,7 +71,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
         )
     except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
         raise ConfigurationError(
-            f"bad mongodb url {mask_dsn(url)!r}: {scrub(str(exc), url)}"
+            f"bad mongodb url {mask_url(url)!r}: {scrub(str(exc), url)}"
         ) from None
 
 
@@ -90,7 +80,9 @@ class MongoStore:
 
     def __init__(self, settings: MongoSettings) -> None:
         self.settings = settings
+        """The store's settings."""
         self.fields = OutboxFields(settings.outbox_field)
+        """Names of the outbox fields inside aggregate documents."""
         if settings.aggregate_field != "_id":
             check_field(settings.aggregate_field, "aggregate field")
         for name in settings.collections:
@@ -99,7 +91,9 @@ class MongoStore:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._shard_count: int | None = None
         self.server: ServerInfo | None = None
+        """What the server supports (known after ``open``)."""
         self.wakeup = Wakeup(settings.poll_interval)
+        """Wakes the relay's workers when messages are written."""
         self._writes: anyio.CapacityLimiter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -128,7 +122,7 @@ class MongoStore:
         except PyMongoError as exc:
             await self.close()
             raise StoreUnavailableError(
-                f"cannot reach the MongoDB server at {mask_dsn(self.settings.url)}: "
+                f"cannot reach the MongoDB server at {mask_url(self.settings.url)}: "
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(

@@ -16,7 +16,7 @@ from outboxkit.errors import (
     SchemaMissingError,
     StoreUnavailableError,
 )
-from outboxkit.masking import mask_dsn
+from outboxkit.masking import mask_dsn, scrub
 from outboxkit.protocols import (
     BLOCKED_SAMPLE,
     DeadLetter,
@@ -24,6 +24,7 @@ from outboxkit.protocols import (
     Envelope,
     Lease,
     LeaseInfo,
+    StoreGauges,
     StoreStatus,
 )
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
@@ -31,6 +32,7 @@ from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
 from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.privileges import check_relay
 from outboxkit_postgres.settings import PostgresSettings
 
 __all__ = ["PostgresStore"]
@@ -84,10 +86,10 @@ class PostgresStore:
         return self._shard_count
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        reason = str(exc).replace(self._settings.dsn, mask_dsn(self._settings.dsn))
+        dsn = self._settings.dsn
         return StoreUnavailableError(
-            f"cannot connect to PostgreSQL at {mask_dsn(self._settings.dsn)}: "
-            f"{type(exc).__name__}: {reason}"
+            f"cannot connect to PostgreSQL at {mask_dsn(dsn)}: "
+            f"{type(exc).__name__}: {scrub(str(exc), dsn)}"
         )
 
     async def _connect(self) -> asyncpg.Connection:
@@ -123,11 +125,16 @@ class PostgresStore:
             await conn.close()
 
     async def open(self) -> None:
-        """Connect and check the schema; raise ``SchemaMissingError`` with the fix if absent."""
+        """Connect and check the schema and the role's privileges.
+
+        Raises ``SchemaMissingError`` (run migrate) or ``ConfigurationError`` naming the
+        privileges the role lacks, before anything is written.
+        """
         if self._settings.pool_min > self._settings.pool_max:
             raise ConfigurationError("pg pool_min must not exceed pool_max")
         conn = await self._connect()
         try:
+            await check_relay(conn, self._names)
             version = await conn.fetchval(self._q["schema_version"])
             self._shard_count = await conn.fetchval(self._q["shard_count"])
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
@@ -328,6 +335,19 @@ class PostgresStore:
             blocked_aggregates=row["blocked"],
             blocked_sample=list(row["blocked_sample"]),
             parked=row["parked"],
+        )
+
+    async def gauges(self) -> StoreGauges:
+        """Pending (exact up to 10,000, else estimated), oldest pending age, dead letters:
+        the relay's metrics read these every few seconds, cheaply at any backlog."""
+        row = await self._main().fetchrow(self._q["gauges"])
+        assert row is not None
+        return StoreGauges(
+            pending=row["pending"],
+            oldest_pending_age=row["oldest"],
+            dead_letters=row["dead"],
+            pending_estimated=row["pending_estimated"],
+            blocked_aggregates=row["blocked"],
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

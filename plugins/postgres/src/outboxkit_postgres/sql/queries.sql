@@ -242,21 +242,52 @@ SELECT {{schema}}.{{table}}_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1
 -- name: add_one
 -- One message, as the <table>_add function does it but as one plain statement (about a
 -- third cheaper than the PL/pgSQL call): the MATERIALIZED CTE takes the aggregate's
--- advisory lock before the INSERT's projection draws the sequence value (the projection
--- needs the CTE's row first), so for one aggregate sequence order equals commit order.
+-- advisory lock (outboxkit's class key, the high 32 bits of the hash) before the INSERT's
+-- projection draws the sequence value (the projection needs the CTE's row first), so for
+-- one aggregate sequence order equals commit order. The shard is computed once, for the
+-- INSERT and the NOTIFY, without RETURNING (so writers need no SELECT on the outbox).
 -- A missing shard count yields a NULL shard, which the NOT NULL constraint rejects.
 WITH locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock($1::bigint)
-), added AS (
-    INSERT INTO {{schema}}.{{table}} (
-        shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
-        content_type, created_at)
-    SELECT (($1::bigint % n.count) + n.count) % n.count, $2, $3, $4, $5, $6, $7, $8::jsonb,
-           $9, $10, $11
+    SELECT pg_advisory_xact_lock({{writer_lock}}, ($1::bigint >> 32)::integer)
+), target AS MATERIALIZED (
+    SELECT (($1::bigint % n.count) + n.count) % n.count AS shard
     FROM locked, (
         SELECT (SELECT value::integer FROM {{schema}}.{{table}}_meta
                 WHERE key = 'shard_count') AS count
     ) AS n
-    RETURNING shard
+), added AS (
+    INSERT INTO {{schema}}.{{table}} (
+        shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
+        content_type, created_at)
+    SELECT target.shard, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11
+    FROM target
 )
-SELECT pg_notify('{{channel}}', shard::text) FROM added WHERE $12::boolean
+SELECT pg_notify('{{channel}}', shard::text) FROM target WHERE $12::boolean
+
+-- name: gauges
+-- The relay's backlog gauges, cheap at any backlog: rows are counted exactly up to 10,000
+-- (a LIMITed scan), above that PostgreSQL's live-tuple statistics stand in (an estimate);
+-- the oldest pending message is the oldest of each shard's first row by the primary key.
+WITH pending AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}} LIMIT 10001) AS s
+), dead AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}}_dead LIMIT 10001) AS s
+)
+SELECT CASE WHEN pending.n <= 10000 THEN pending.n
+            ELSE greatest(pending.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                      WHERE relid = '{{schema}}.{{table}}'::regclass))
+       END AS pending,
+       pending.n > 10000 AS pending_estimated,
+       CASE WHEN dead.n <= 10000 THEN dead.n
+            ELSE greatest(dead.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                   WHERE relid = '{{schema}}.{{table}}_dead'::regclass))
+       END AS dead,
+       (SELECT count(*) FROM (SELECT DISTINCT aggregate_id FROM {{schema}}.{{table}}_dead
+                              LIMIT 10001) AS s) AS blocked,
+       (SELECT greatest(0, extract(epoch FROM now() - min(first.created_at)))::float8
+        FROM {{schema}}.{{table}}_leases AS l
+        CROSS JOIN LATERAL (
+            SELECT o.created_at FROM {{schema}}.{{table}} AS o
+            WHERE o.shard = l.shard ORDER BY o.seq LIMIT 1
+        ) AS first) AS oldest
+FROM pending, dead
