@@ -7,7 +7,7 @@ conformance suites in :mod:`outboxkit.testing` check both contracts against a re
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
@@ -27,6 +27,7 @@ __all__ = [
     "Outcome",
     "Publisher",
     "Relay",
+    "ReportsDeliveries",
     "Store",
     "StoreGauges",
     "StoreStatus",
@@ -346,6 +347,28 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
         """Publish ``messages``; one outcome each, in order."""
+        ...
+
+
+@runtime_checkable
+class ReportsDeliveries(Protocol):
+    """Optional publisher capability: report deliveries while a call is still in flight.
+
+    A publisher whose broker acknowledges a call's messages in several steps (Kafka: one
+    produce request per partition batch) implements ``publish_reporting``: the same contract
+    as ``publish``, plus ``delivered(indices)`` called (synchronously, from the publishing
+    task) with the positions in ``messages`` of messages the broker has just acknowledged.
+    Each index is reported at most once, only once the broker acknowledged it, and its final
+    outcome must be ``Delivered``. The relay then acknowledges in the store, while the call
+    is still running, each aggregate's messages up to its first one not reported delivered,
+    so a relay that crashes mid-call re-sends only what the store had not acknowledged yet.
+    Publishers without it are settled when ``publish`` returns.
+    """
+
+    async def publish_reporting(
+        self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
+    ) -> list[Outcome]:
+        """``publish(messages)``, calling ``delivered`` as acknowledgements arrive."""
         ...
 
 

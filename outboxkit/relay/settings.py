@@ -46,6 +46,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         float, msgspec.Meta(gt=0, description="first retry delay in seconds")
     ] = 0.5
     backoff_max: Annotated[float, msgspec.Meta(gt=0, description="largest retry delay")] = 60.0
+    ack_as_delivered: Annotated[
+        bool,
+        msgspec.Meta(
+            description="with a publisher that reports deliveries as the broker acknowledges "
+            "them (Kafka), delete them from the outbox then rather than once the whole batch "
+            "is published: a crashed relay re-sends less, for a few more ack statements"
+        ),
+    ] = True
     store_timeout: Annotated[
         float,
         msgspec.Meta(

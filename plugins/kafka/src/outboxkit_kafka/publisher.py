@@ -15,6 +15,11 @@ a call are sent so that nothing after a failed record of an aggregate is sent
 ``max_request_size``) fails alone before anything is sent; the later messages of its aggregate
 in the call are then not sent and are reported ``Failed(retriable=True)``.
 
+Progress: :meth:`KafkaPublisher.publish_reporting` reports the records of each batch as Kafka
+acknowledges it (:class:`outboxkit.protocols.ReportsDeliveries`), so the relay deletes them from
+the outbox while the call's later batches are still in flight, and a relay killed mid-call
+re-sends only the batches acknowledged since its last ack.
+
 Outages: the idempotent producer retries a submitted batch until the broker takes it; a call
 that gives up waiting (``delivery_timeout_ms``) reports its records retriable but leaves the
 batch queued. When the relay publishes those messages again while it is still queued, the
@@ -25,7 +30,7 @@ duplicates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from aiokafka import AIOKafkaProducer
@@ -163,6 +168,15 @@ class KafkaPublisher:
     # -- publishing -----------------------------------------------------------------------
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
         """Publish ``messages``; one outcome each, in order (see the module docs)."""
+        return await self.publish_reporting(messages, None)
+
+    async def publish_reporting(
+        self,
+        messages: Sequence[Message],
+        delivered: Callable[[Sequence[int]], None] | None,
+    ) -> list[Outcome]:
+        """:meth:`publish`, telling ``delivered`` the indices of the messages of each batch
+        as Kafka acknowledges it (:class:`outboxkit.protocols.ReportsDeliveries`)."""
         if not messages:
             return []
         try:
@@ -172,7 +186,7 @@ class KafkaPublisher:
                 [Failed(f"Kafka unavailable: {exc}", retriable=True)] * len(messages)
             )
         topics = [route(m, self.settings.topic_template) for m in messages]
-        call = Call(messages, topics, self.stats, self.settings.delivery_timeout_ms)
+        call = Call(messages, topics, self.stats, self.settings.delivery_timeout_ms, delivered)
         deadline = anyio.current_time() + self.settings.delivery_timeout_ms / 1000
         unusable = await topic_check.unusable(topics)
         # One deadline for the whole call (a cancel scope per record or batch costs CPU):
