@@ -1,7 +1,7 @@
 """outboxkit-postgres: the ``pg`` store, an outbox table in PostgreSQL (asyncpg), and its
 writers for asyncpg, SQLAlchemy, psycopg and Django."""
 
-from outboxkit_postgres.inbox import PostgresInbox
+from outboxkit_postgres.inbox import PostgresInbox, SyncPostgresInbox
 from outboxkit_postgres.inbox_admin import PostgresInboxAdmin, PostgresInboxSettings
 from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.store import PostgresStore
@@ -14,6 +14,7 @@ __all__ = [
     "PostgresOutbox",
     "PostgresSettings",
     "PostgresStore",
+    "SyncPostgresInbox",
     "SyncPostgresOutbox",
     "UnsupportedConnectionError",
 ]
