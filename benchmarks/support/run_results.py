@@ -41,11 +41,19 @@ class Measure(msgspec.Struct, kw_only=True):
     ratio_label: str = ""
     bar: Bar | None = None
     passed: bool | None = None
+    floor: float | None = None
+    """The same figure of a hand-written minimal outbox (throughput: at-most-once relay)."""
+    floor_label: str = ""
+    floor_ratio: float | None = None
+    floor_bar: Bar | None = None
+    floor_passed: bool | None = None
     details: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.bar is not None and self.ratio is not None:
             self.passed = self.bar.passes(self.ratio)
+        if self.floor_bar is not None and self.floor_ratio is not None:
+            self.floor_passed = self.floor_bar.passes(self.floor_ratio)
 
 
 class Latency(msgspec.Struct, kw_only=True):
