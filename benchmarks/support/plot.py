@@ -1,4 +1,5 @@
-"""``results.png``: headroom against each bar, relay vs raw throughput, latency percentiles."""
+"""``results.png``: headroom against each bar, relay vs floor vs raw throughput, latency
+percentiles, per-second p99 at the latency bar's load."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from benchmarks.scenarios.latency import BAR_LOAD as LATENCY_BAR_LOAD
 from benchmarks.scenarios.throughput import SCENARIO as THROUGHPUT
 from benchmarks.support.run_results import RunResults
 
@@ -71,9 +73,9 @@ def _throughput(ax: Axes, results: RunResults) -> None:
 
 
 def _latencies(ax: Axes, results: RunResults) -> None:
-    """Commit -> ack percentiles, one group of horizontal bars per step (commit -> receive
+    """Commit -> receive percentiles, one group of horizontal bars per step (commit -> ack
     is in the table)."""
-    rows = [x for x in results.latencies if x.kind == "commit->ack"]
+    rows = [x for x in results.latencies if x.kind == "commit->receive"]
     if not rows:
         _empty(ax, "End-to-end latency percentiles", "latency scenario")
         return
@@ -91,19 +93,47 @@ def _latencies(ax: Axes, results: RunResults) -> None:
     ax.set_yticks(range(len(rows)), [x.step for x in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("commit -> broker ack, milliseconds (log)")
+    ax.set_xlabel("commit -> consumer receive, milliseconds (log)")
     ax.set_title("End-to-end latency percentiles")
     ax.legend(fontsize=7)
 
 
+def _per_second(ax: Axes, results: RunResults) -> None:
+    """Commit -> receive p99 of each second of the runs at the latency bar's load."""
+    rows = [
+        x
+        for x in results.latencies
+        if x.kind == "commit->receive" and x.per_second and x.offered == LATENCY_BAR_LOAD
+    ]
+    if not rows:
+        _empty(ax, "Per-second p99 at 1,000 msg/s", "per-second latency")
+        return
+    for x in rows:
+        floor = "floor" in x.step
+        ax.plot(
+            range(len(x.per_second)),
+            [second[1] for second in x.per_second],
+            linestyle="--" if floor else "-",
+            linewidth=1,
+            label=x.step,
+        )
+    ax.axhline(15.0, color="black", linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("second of the measured part (warm-up left out)")
+    ax.set_ylabel("p99 of the second, ms (log)")
+    ax.set_title("Commit -> consumer receive, p99 per second (dotted: the p99 bar)")
+    ax.legend(fontsize=6)
+
+
 def plot(results: RunResults, path: Path) -> None:
-    """Draw the three panels to ``path``."""
-    fig, (top, middle, bottom) = plt.subplots(
-        3, 1, figsize=(11, 15), gridspec_kw={"height_ratios": [1, 0.7, 2]}
+    """Draw the four panels to ``path``."""
+    fig, (top, middle, bottom, seconds) = plt.subplots(
+        4, 1, figsize=(11, 19), gridspec_kw={"height_ratios": [1, 0.7, 2, 1]}
     )
     _bars(top, results)
     _throughput(middle, results)
     _latencies(bottom, results)
+    _per_second(seconds, results)
     fig.suptitle(f"outboxkit benchmark ({results.size}, {results.started})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

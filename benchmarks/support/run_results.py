@@ -72,6 +72,8 @@ class Latency(msgspec.Struct, kw_only=True):
     """CPU time per message of each process (``relay``, ``writer``) and server, microseconds."""
     machine_busy: float | None = None
     """Share (0..1) of the machine's CPU time that was busy while the writer ran."""
+    per_second: list[list[float]] = msgspec.field(default_factory=list)
+    """[p50, p99, max] of the messages committed in each second of the measured part."""
 
 
 class RunResults(msgspec.Struct, kw_only=True):
