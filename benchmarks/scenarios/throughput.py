@@ -25,6 +25,7 @@ from statistics import harmonic_mean
 from benchmarks.support.consumers import Consume
 from benchmarks.support.context import Context
 from benchmarks.support.correctness import Tally
+from benchmarks.support.heap import frozen_heap
 from benchmarks.support.profiling import profiled
 from benchmarks.support.progress import progress, say
 from benchmarks.support.relay_in_process import relay_until
@@ -76,8 +77,10 @@ async def baseline_rate(
         topics = {}
         for variant in broker.baselines():
             topic = await stack.enter_async_context(broker.destination(f"raw_{broker.name}"))
-            async with progress(f"{SCENARIO} raw {broker.name}{label}: {variant}", len(messages)):
-                seconds = await broker.baseline(topic, messages, variant)
+            step = f"{SCENARIO} raw {broker.name}{label}: {variant}"
+            with frozen_heap():
+                async with progress(step, len(messages)):
+                    seconds = await broker.baseline(topic, messages, variant)
             rates[variant], topics[variant] = len(messages) / seconds, topic
         best = max(rates, key=rates.__getitem__)
         say(f"{SCENARIO} raw {broker.name}{label}: fastest {best}, {rates[best]:,.0f} msg/s")
@@ -96,9 +99,10 @@ async def floor_rate(ctx: Context, store: str, broker: BrokerTarget, label: str 
         messages = pipeline_messages(ctx.size, topic, store)
         async with progress(f"{SCENARIO} {step}: filling {store}", len(messages)) as tracker:
             await backlog.fill(messages, tracker)
-        async with progress(f"{SCENARIO} {step}: relay", len(messages)):
-            sender = broker.floor_sender(topic)
-            seconds = await backlog.floor(sender, ctx.size.batch_size, len(messages))
+        with frozen_heap():
+            async with progress(f"{SCENARIO} {step}: relay", len(messages)):
+                sender = broker.floor_sender(topic)
+                seconds = await backlog.floor(sender, ctx.size.batch_size, len(messages))
         await verify(ctx, broker, topic, messages, step)
     return len(messages) / seconds
 
@@ -125,10 +129,11 @@ async def relay_rate(
                 if profile
                 else nullcontext()
             )
-            async with profiler:
-                seconds, _ = await relay_until(
-                    backlog.store(), broker.publisher(topic), len(messages), tracker, settings
-                )
+            with frozen_heap():
+                async with profiler:
+                    seconds, _ = await relay_until(
+                        backlog.store(), broker.publisher(topic), len(messages), tracker, settings
+                    )
         await verify(ctx, broker, topic, messages, step)
     return len(messages) / seconds
 

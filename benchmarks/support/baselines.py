@@ -28,6 +28,8 @@ from typing import Any
 
 import nats
 from aiokafka import AIOKafkaProducer
+from outboxkit_kafka.publisher import CONTENT_TYPE_HEADER as KAFKA_CONTENT_TYPE
+from outboxkit_nats.publisher import CONTENT_TYPE_HEADER as NATS_CONTENT_TYPE
 
 from outboxkit.message import Message, broker_headers
 
@@ -49,7 +51,10 @@ KafkaRecord = tuple[int, bytes, bytes, list[tuple[str, bytes]]]
 
 
 def kafka_headers(message: Message) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in broker_headers(message)]
+    """The headers the Kafka publisher sends (so that records are byte for byte alike)."""
+    headers = [(k, v.encode()) for k, v in broker_headers(message)]
+    headers.append((KAFKA_CONTENT_TYPE, message.content_type.encode()))
+    return headers
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,9 @@ async def raw_kafka(
 
 
 def nats_headers(message: Message) -> dict[str, str]:
+    """The headers the NATS publisher sends."""
     headers = dict(broker_headers(message))
+    headers[NATS_CONTENT_TYPE] = message.content_type
     headers["Nats-Msg-Id"] = str(message.id)
     return headers
 

@@ -32,9 +32,11 @@ import nats
 from aiokafka import AIOKafkaProducer
 from outboxkit_kafka import KafkaSettings
 from outboxkit_kafka.connection import producer_options
+from outboxkit_kafka.publisher import CONTENT_TYPE_HEADER as CONTENT_TYPE
 from outboxkit_mongodb import MongoSettings
 from outboxkit_mongodb.bulk import bulk_write
 from outboxkit_mongodb.names import OutboxFields
+from outboxkit_nats.publisher import CONTENT_TYPE_HEADER as NATS_CONTENT_TYPE
 from pymongo import AsyncMongoClient, UpdateOne
 
 from benchmarks.support.baselines import send_batches
@@ -71,6 +73,7 @@ class KafkaSender:
         self._producer = AIOKafkaProducer(**producer_options(settings))
         self._topic = topic
         self._partitions: tuple[list[int], list[int]] = ([], [])
+        self._chosen: dict[bytes, int] = {}
 
     async def start(self) -> None:
         await self._producer.start()
@@ -81,15 +84,16 @@ class KafkaSender:
             list(metadata.available_partitions_for_topic(self._topic)),
         )
 
+    def _partition(self, key: bytes) -> int:
+        partition = self._chosen.get(key)
+        if partition is None:
+            partition = self._producer._partitioner(key, *self._partitions)
+            self._chosen[key] = partition
+        return partition
+
     async def send(self, items: Sequence[Item]) -> None:
-        partitioner, (every, available) = self._producer._partitioner, self._partitions
         records = [
-            (
-                partitioner(key, every, available),
-                key,
-                payload,
-                [(k, v.encode()) for k, v in headers],
-            )
+            (self._partition(key), key, payload, [(k, v.encode()) for k, v in headers])
             for key, payload, headers in items
         ]
         await asyncio.gather(*await send_batches(self._producer, self._topic, records))
@@ -115,6 +119,7 @@ class NatsSender:
         futures = []
         for _, payload, headers in items:
             fields = dict(headers)
+            fields[NATS_CONTENT_TYPE] = fields.pop(CONTENT_TYPE)
             fields["Nats-Msg-Id"] = fields[HEADER_ID]
             futures.append(await publish(self._subject, payload, headers=fields))
         await asyncio.gather(*futures)
@@ -124,13 +129,15 @@ class NatsSender:
 
 
 def item(fields: Mapping[str, Any], headers: Mapping[str, str]) -> Item:
-    """The broker record of a stored message: its key, payload and outboxkit headers."""
+    """The broker record of a stored message: its key, payload and the headers the
+    publishers send (its own, the outboxkit ones, its content type)."""
     pairs = [(k, v) for k, v in headers.items() if not k.startswith("outboxkit-")]
     pairs += [
         (HEADER_ID, str(fields["id"])),
         (HEADER_AGGREGATE_TYPE, fields["aggregate_type"]),
         (HEADER_AGGREGATE_ID, fields["aggregate_id"]),
         (HEADER_EVENT_TYPE, fields["event_type"]),
+        (CONTENT_TYPE, fields["content_type"]),
     ]
     key = fields["key"] if fields["key"] is not None else fields["aggregate_id"]
     return key.encode(), bytes(fields["payload"]), pairs
@@ -139,7 +146,8 @@ def item(fields: Mapping[str, Any], headers: Mapping[str, str]) -> Item:
 TAKE = """
 DELETE FROM {table} WHERE shard = $1 AND seq IN (
     SELECT seq FROM {table} WHERE shard = $1 ORDER BY seq LIMIT $2)
-RETURNING seq, id, aggregate_type, aggregate_id, event_type, key, headers::text, payload
+RETURNING seq, id, aggregate_type, aggregate_id, event_type, key, headers::text, payload,
+          content_type
 """
 
 
