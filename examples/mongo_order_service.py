@@ -13,8 +13,9 @@ transaction is needed. ``outboxkit relay --store mongodb`` publishes them afterw
         --kafka-bootstrap-servers "$OUTBOXKIT_TEST_KAFKA_BOOTSTRAP" --kafka-create-topics
 
 The URL comes from ``--url``, else ``OUTBOXKIT_MONGODB_URL``, else
-``OUTBOXKIT_TEST_MONGODB_URL``; the database and shard count from ``OUTBOXKIT_MONGODB_DATABASE``
-and ``OUTBOXKIT_MONGODB_SHARD_COUNT`` as for ``outboxkit`` itself (defaults: outboxkit, 64).
+``OUTBOXKIT_TEST_MONGODB_URL``; the database from ``OUTBOXKIT_MONGODB_DATABASE`` as for
+``outboxkit`` itself (default: outboxkit). The writer reads the shard count from the store's
+migration, so run ``outboxkit migrate`` first.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ async def main() -> None:
     if not args.url:
         parser.error("set --url or OUTBOXKIT_MONGODB_URL (see `scripts/services env`)")
     database = os.environ.get("OUTBOXKIT_MONGODB_DATABASE") or "outboxkit"
-    outbox = MongoOutbox(shard_count=int(os.environ.get("OUTBOXKIT_MONGODB_SHARD_COUNT") or 64))
+    outbox = MongoOutbox()  # reads the shard count from `outboxkit migrate --store mongodb`
 
     client: AsyncMongoClient[Any] = AsyncMongoClient(args.url)
     try:

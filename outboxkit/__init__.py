@@ -2,6 +2,7 @@
 
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     InvalidMessageError,
     LeaseLostError,
     OutboxError,
@@ -9,10 +10,12 @@ from outboxkit.errors import (
     PublisherUnavailableError,
     SchemaMissingError,
     StoreUnavailableError,
+    TransactionRequiredError,
 )
 from outboxkit.message import Message, broker_headers, route, trace_context
 from outboxkit.protocols import (
     DeadLetter,
+    DeadLetterPolicy,
     Delivered,
     Envelope,
     Failed,
@@ -32,6 +35,8 @@ from outboxkit.uuidv7 import uuid7
 __all__ = [
     "ConfigurationError",
     "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",
@@ -52,6 +57,7 @@ __all__ = [
     "Store",
     "StoreStatus",
     "StoreUnavailableError",
+    "TransactionRequiredError",
     "broker_headers",
     "route",
     "shard_of",

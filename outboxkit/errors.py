@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from outboxkit.protocols import Lease
+
 
 class OutboxError(Exception):
     """Base class of every outboxkit error."""
@@ -13,6 +20,21 @@ class InvalidMessageError(OutboxError, ValueError):
 
 class ConfigurationError(OutboxError, ValueError):
     """Settings, DSNs, identifiers or plugin names are wrong."""
+
+
+class TransactionRequiredError(ConfigurationError):
+    """A writer was called outside the caller's transaction; nothing was written.
+
+    Every writer raises this one type (see :func:`transaction_required`).
+    """
+
+
+def transaction_required(writer: str, how: str) -> TransactionRequiredError:
+    """The error of ``writer`` called outside a transaction; ``how`` says how to open one."""
+    return TransactionRequiredError(
+        f"{writer} needs the caller's transaction: {how}, so that the messages commit or roll "
+        "back with the business change; nothing was written"
+    )
 
 
 class PluginNotFoundError(ConfigurationError):
@@ -29,6 +51,15 @@ class LeaseLostError(OutboxError):
     Raised when a fenced operation (ack, retry, dead-letter) is refused.
     """
 
+    @classmethod
+    def not_held(cls, lease: Lease, operation: str | None = None) -> LeaseLostError:
+        """The error of a store whose fenced ``operation`` found ``lease`` no longer held."""
+        refused = f"{operation} refused: " if operation else ""
+        return cls(
+            f"{refused}lease on shard {lease.shard} (token {lease.token}) is no longer held by "
+            f"{lease.owner!r}: it expired or was taken over; nothing was changed"
+        )
+
 
 class StoreUnavailableError(OutboxError):
     """The store's database cannot be reached."""
@@ -36,3 +67,15 @@ class StoreUnavailableError(OutboxError):
 
 class PublisherUnavailableError(OutboxError):
     """The broker cannot be reached."""
+
+
+class DeadLetterNotFoundError(OutboxError, LookupError):
+    """Some ids given to ``replay`` or ``discard`` are not dead letters; nothing changed."""
+
+    def __init__(self, missing: Sequence[UUID]) -> None:
+        self.missing = list(missing)
+        """The ids that are not dead letters."""
+        shown = ", ".join(str(i) for i in self.missing)
+        super().__init__(
+            f"not dead letters: {shown} (nothing changed; see `outboxkit dead-letters list`)"
+        )

@@ -1,29 +1,74 @@
-"""Keeping secrets out of logs and error messages."""
+"""Keeping secrets out of logs and error messages: the one place that masks passwords.
+
+Every plugin masks through these functions. Only passwords are hidden (``user:***@host``);
+addresses, ports, users and paths stay, so an error still says where it tried to connect. URLs
+are masked by pattern, never parsed, so a malformed URL (a bad port, a trailing ``:``) is
+masked like any other instead of being replaced by a placeholder.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Iterable
 
-__all__ = ["mask_dsn"]
+__all__ = ["mask_dsn", "mask_text", "mask_url", "mask_urls", "scrub"]
 
-_KV_PASSWORD = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\S+)")
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_USERINFO = re.compile(rf"^({_SCHEME})([^?#\s]*)@")
+"""A URL's userinfo: everything up to the last ``@`` before the query or fragment (a password
+with a raw ``/`` or ``@`` is masked whole rather than cut at it)."""
+_URL_IN_TEXT = re.compile(rf"{_SCHEME}[^\s'\"<>,]+")
+_KV_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^\s&'\"]+)")
+"""``password=...`` of a libpq key/value DSN or of a URL's query string."""
+
+
+def _mask_userinfo(match: re.Match[str], user_is_secret: bool) -> str:
+    scheme, userinfo = match.group(1), match.group(2)
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}{user}:***@"
+    return f"{scheme}***@" if user_is_secret and user else match.group(0)
+
+
+def mask_url(url: str, *, user_is_secret: bool = False) -> str:
+    """``url`` with its password replaced by ``***``.
+
+    ``user_is_secret``: a userinfo without a password is a token (``nats://TOKEN@host``) and is
+    masked as a whole.
+    """
+    masked = _USERINFO.sub(lambda m: _mask_userinfo(m, user_is_secret), url, count=1)
+    return _KV_PASSWORD.sub(r"\1***", masked)
 
 
 def mask_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms)."""
-    masked = _KV_PASSWORD.sub(r"\1***", dsn)
-    try:
-        parts = urlsplit(masked)
-        password, port_number = parts.password, parts.port
-    except ValueError:
-        return "<unparseable DSN>"
-    if password is None:
-        return masked
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{port_number}" if port_number else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """A DSN with its password masked: URL form or libpq ``key=value`` form."""
+    return mask_text(dsn)
+
+
+def mask_text(text: str, *, user_is_secret: bool = False) -> str:
+    """``text`` with the password of every URL and every ``password=...`` in it masked."""
+    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0), user_is_secret=user_is_secret), text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def mask_urls(urls: Iterable[str], *, user_is_secret: bool = False) -> str:
+    """A list of servers for a message, comma-separated, each password masked."""
+    return ", ".join(mask_url(url, user_is_secret=user_is_secret) for url in urls)
+
+
+def _password(url: str, user_is_secret: bool) -> str | None:
+    found = _USERINFO.match(url)
+    if found is None:
+        return None
+    user, colon, password = found.group(2).partition(":")
+    return password if colon else (user if user_is_secret else None)
+
+
+def scrub(text: str, *urls: str, user_is_secret: bool = False) -> str:
+    """``text`` (e.g. a driver's error) masked, and the password of each of ``urls`` hidden
+    wherever it appears on its own (drivers sometimes quote it)."""
+    for url in urls:
+        password = _password(url, user_is_secret)
+        if password and len(password) >= 3:
+            text = text.replace(password, "***")
+    return mask_text(text, user_is_secret=user_is_secret)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "ROUTING_FIELDS",
     "Message",
     "broker_headers",
+    "check_messages",
     "check_template",
     "route",
     "trace_context",
@@ -33,14 +34,15 @@ HEADER_ID = "outboxkit-id"
 HEADER_AGGREGATE_TYPE = "outboxkit-aggregate-type"
 HEADER_AGGREGATE_ID = "outboxkit-aggregate-id"
 HEADER_EVENT_TYPE = "outboxkit-event-type"
-TRACE_HEADERS = ("traceparent", "tracestate")
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 ROUTING_FIELDS = frozenset({"topic", "aggregate_type", "aggregate_id", "event_type"})
 
 trace_context: ContextVar[Mapping[str, str] | None] = ContextVar(
     "outboxkit_trace_context", default=None
 )
-"""W3C trace context (``traceparent``/``tracestate``) captured into messages at write time.
+"""W3C trace context (``traceparent``/``tracestate``/``baggage``) captured into messages at
+write time.
 
 Set it from your tracing middleware; if OpenTelemetry is installed and this is unset, the
 current OpenTelemetry context is used.
@@ -60,15 +62,25 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     aggregate_type: str
+    """Kind of aggregate the event belongs to, e.g. ``order``."""
     aggregate_id: str
+    """Id of the aggregate: events of one id are published in commit order."""
     event_type: str
+    """Name of the event, e.g. ``OrderCreated``."""
     payload: bytes = b""
+    """The encoded body (``Message.create`` encodes an object as JSON)."""
     topic: str | None = None
+    """Kafka topic or NATS subject; None when the publisher routes by a template."""
     key: str | None = None
+    """Broker partition key; None: ``aggregate_id``."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Broker headers (with ``Message.create``: the trace context)."""
     content_type: str = "application/json"
+    """Media type of ``payload``."""
     id: UUID = msgspec.field(default_factory=uuid7)
+    """Stable UUIDv7, sent as the ``outboxkit-id`` header, for consumers to drop duplicates."""
     created_at: datetime = msgspec.field(default_factory=_utcnow)
+    """When the message was created (UTC)."""
 
     def __post_init__(self) -> None:
         for name in ("aggregate_type", "aggregate_id", "event_type"):
@@ -153,6 +165,18 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
                 f"{len(self.payload)} bytes, over the limit of {max_payload_bytes}; "
                 "store large data elsewhere and reference it, or raise max_payload_bytes"
             )
+
+
+def check_messages(messages: Iterable[object], max_payload_bytes: int) -> None:
+    """What every writer checks before it writes: each item is a :class:`Message` and its
+    payload is within ``max_payload_bytes``; else :class:`InvalidMessageError`."""
+    for message in messages:
+        if not isinstance(message, Message):
+            raise InvalidMessageError(
+                f"expected an outboxkit Message, got {type(message).__name__}: build one with "
+                "Message.create(...)"
+            )
+        message.check_size(max_payload_bytes)
 
 
 @functools.cache

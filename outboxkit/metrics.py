@@ -42,10 +42,15 @@ class PublisherStats(msgspec.Struct, kw_only=True):
     """
 
     delivered: int = 0
+    """Messages the broker acknowledged."""
     duplicates: int = 0
+    """Of ``delivered``, those the broker already had."""
     failed: int = 0
+    """Non-retriable failures (dead-lettered by the relay)."""
     retriable_failures: int = 0
+    """Failures the relay retries with backoff."""
     not_sent: int = 0
+    """Of ``retriable_failures``, those held back after an earlier failure of their aggregate."""
 
     def count(self, outcomes: Iterable[Outcome | None]) -> list[Outcome]:
         """Count ``outcomes`` (all filled in) and return them as a list."""

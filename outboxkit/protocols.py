@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -18,6 +18,7 @@ from outboxkit.message import Message
 
 __all__ = [
     "DeadLetter",
+    "DeadLetterPolicy",
     "Delivered",
     "Envelope",
     "Failed",
@@ -27,6 +28,7 @@ __all__ = [
     "Publisher",
     "Relay",
     "Store",
+    "StoreGauges",
     "StoreStatus",
     "not_sent",
 ]
@@ -40,18 +42,26 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     message: Message
+    """The message as written."""
     shard: int
+    """The shard it belongs to (``shard_of(aggregate_id)``)."""
     position: int
+    """Its place in the shard's order (Postgres: the sequence)."""
     attempts: int = 0
+    """Failed publish attempts so far."""
     ref: str | int | None = None
+    """A store-private locator (e.g. a document id)."""
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
     """A held shard lease. ``token`` is the fencing token: it grows with every new owner."""
 
     shard: int
+    """The leased shard."""
     owner: str
+    """The relay instance holding it."""
     token: int
+    """The fencing token: it grows with every new owner."""
 
 
 class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,36 +69,96 @@ class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     (negative once expired); ``owner`` is None for a shard never leased or released."""
 
     shard: int
+    """The shard."""
     owner: str | None
+    """The holder; None for a shard never leased or released."""
     token: int
+    """The fencing token of the last owner."""
     expires_in: float | None
+    """Seconds left by the database clock (negative once expired)."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """A message that could not be published; it can be listed and replayed."""
 
     message: Message
+    """The message that could not be published."""
     shard: int
+    """Its shard."""
     error: str
+    """The last error."""
     attempts: int
+    """Publish attempts made."""
     failed_at: datetime
+    """When it was dead-lettered."""
+
+
+DeadLetterPolicy = Literal["block", "skip"]
+"""What a dead letter does to the later messages of its aggregate (the relay's
+``on_dead_letter`` setting, passed to :meth:`Store.claim`):
+
+* ``"block"`` (the default): they wait until the dead letter is replayed or discarded, so the
+  broker never sees the aggregate out of order;
+* ``"skip"``: they are published; a replayed dead letter then reaches the broker after them.
+"""
+
+BLOCKED_SAMPLE = 5
+"""How many blocked aggregate ids :attr:`StoreStatus.blocked_sample` holds at most."""
 
 
 class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``outboxkit status`` shows."""
+    """What ``outboxkit status`` shows.
+
+    ``blocked_aggregates`` counts the aggregates that have a dead letter (``blocked_sample``:
+    up to :data:`BLOCKED_SAMPLE` of their ids, smallest first); ``parked`` counts the pending
+    messages that come after a dead letter of their aggregate (under ``on_dead_letter=block``
+    they wait for it to be replayed or discarded). Both are part of the counts above them:
+    ``parked <= pending``.
+    """
+
+    pending: int
+    """Messages waiting to be published."""
+    oldest_pending_age: float | None
+    """Age in seconds of the oldest pending message; None if none."""
+    dead_letters: int
+    """Messages in the dead-letter store."""
+    shard_count: int
+    """Shards fixed at migration."""
+    instances: list[str]
+    """Live relay instances."""
+    leases: list[LeaseInfo]
+    """Every shard's lease."""
+    blocked_aggregates: int = 0
+    """Aggregates that have a dead letter."""
+    blocked_sample: list[str] = msgspec.field(default_factory=list)
+    """Up to ``BLOCKED_SAMPLE`` ids of blocked aggregates, smallest first."""
+    parked: int = 0
+    """Pending messages after a dead letter of their aggregate (part of ``pending``)."""
+
+
+class StoreGauges(msgspec.Struct, frozen=True, kw_only=True):
+    """The backlog as a relay's metrics show it, read every few seconds.
+
+    A store may implement ``async def gauges(self) -> StoreGauges`` with queries that stay
+    cheap however large the backlog (else the relay falls back to :meth:`Store.status`).
+    ``pending_estimated`` says that ``pending`` (and ``dead_letters``) are estimates: exact
+    counts are only promised up to a store-defined bound.
+    """
 
     pending: int
     oldest_pending_age: float | None
     dead_letters: int
-    shard_count: int
-    instances: list[str]
-    leases: list[LeaseInfo]
+    pending_estimated: bool = False
+    blocked_aggregates: int | None = None
+    """Aggregates with a dead letter (held back under ``on_dead_letter="block"``); None if
+    the store does not say."""
 
 
 class Delivered(msgspec.Struct, frozen=True):
     """The broker acknowledged the message. ``duplicate``: the broker said it had it already."""
 
     duplicate: bool = False
+    """The broker said it had the message already."""
 
 
 class Failed(msgspec.Struct, frozen=True):
@@ -96,10 +166,13 @@ class Failed(msgspec.Struct, frozen=True):
     go to the dead-letter store at once."""
 
     error: str
+    """What went wrong, for logs and the dead-letter store."""
     retriable: bool
+    """Retry with backoff (True) or dead-letter at once (False)."""
 
 
 Outcome = Delivered | Failed
+"""What a publisher returns for each message of a ``publish`` call."""
 
 
 def not_sent(earlier: Message) -> Failed:
@@ -120,9 +193,16 @@ class Store(Protocol):
 
     * ``claim`` returns pending messages of the lease's shard in ``position`` order, at most
       ``limit``, without marking them. It skips an aggregate entirely from its first message
-      that is not yet due (retry backoff), so no later message of it can overtake. It never
-      relies on a high-water mark: a message that commits late with a lower position is
-      returned by the next claim.
+      that is not yet due (retry backoff), so no later message of it can overtake. With
+      ``on_dead_letter="block"`` it also skips every message that comes after a dead letter
+      of its aggregate (never one before it: a message is never held back by a later one).
+      It never relies on a high-water mark: a message that commits late with a lower
+      position is returned by the next claim.
+    * ``replay`` puts dead letters back *in their original place*: after a replay, the
+      aggregate's messages are claimed in the order they were written, the replayed ones
+      among them (m1, m2 replayed, m3), whatever the policy.
+    * ``replay`` and ``discard`` given ids change nothing if any of them is not a dead letter:
+      they raise :class:`~outboxkit.errors.DeadLetterNotFoundError` naming those ids.
     * ``ack``, ``retry`` and ``dead_letter`` are *fenced*: they check, in the same database
       transaction, that the lease is still held with the same token and unexpired by the
       database clock, else they change nothing and raise :class:`~outboxkit.errors.LeaseLostError`.
@@ -168,8 +248,12 @@ class Store(Protocol):
         """Give up the given leases (only those still held with the same token)."""
 
     # -- messages -------------------------------------------------------------------------
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Pending, due messages of ``lease.shard`` in position order (see class docs)."""
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
+        """Pending, due messages of ``lease.shard`` in position order (see class docs);
+        with ``on_dead_letter="block"``, none that comes after a dead letter of its
+        aggregate."""
         ...
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
@@ -192,15 +276,22 @@ class Store(Protocol):
         next call returns them at once (the relay waits for one group of workers to finish
         before it calls again).
 
-        A store whose every commit is followed by such a wake-up of its shard may say so
-        with a ``wakes_every_commit`` attribute that is true while it holds (e.g. while its
-        LISTEN connection is up). A worker whose claim came back short then waits for the
-        wake-up instead of claiming again at once: no empty claim after each batch.
+        A store whose every commit is followed by such a wake-up of its shard says so with
+        :attr:`wakes_every_commit`.
         """
+
+    @property
+    def wakes_every_commit(self) -> bool:
+        """True while every commit to a shard is followed by a :meth:`wait` naming it (e.g.
+        while a LISTEN connection is up). A worker whose claim came back short then waits for
+        the wake-up instead of claiming again at once: no empty claim after each batch. False
+        when in doubt: polling stays correct."""
+        ...
 
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:
-        """Pending count, oldest pending age (database clock), dead letters, leases."""
+        """Pending count, oldest pending age (database clock), dead letters, blocked
+        aggregates and parked messages, leases."""
         ...
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -208,7 +299,22 @@ class Store(Protocol):
         ...
 
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all if ``ids`` is None) back to the outbox; return how many."""
+        """Move dead letters (all if ``ids`` is None) back to the outbox, each to its
+        original place in its aggregate's order; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and move none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None) for good, which unblocks their
+        aggregates; return how many. Given ids, raise
+        :class:`~outboxkit.errors.DeadLetterNotFoundError` (and delete none) if any of them
+        is not a dead letter."""
+        ...
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` seconds ago
+        (database clock); return how many."""
         ...
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["aggregate_hash", "fair_share", "shard_of"]
+__all__ = ["DEFAULT_SHARD_COUNT", "aggregate_hash", "fair_share", "shard_of"]
 
 DEFAULT_SHARD_COUNT = 64
+"""The shard count of a server-backed store's schema unless its settings say otherwise."""
 
 
 def aggregate_hash(aggregate_id: str) -> int:

@@ -33,7 +33,7 @@ class MongoBacklog:
         self.settings = settings
         self._client = client
         self._per_command = per_command
-        self._writer = MongoOutbox(shard_count=settings.shard_count)
+        self._writer = MongoOutbox(collection_prefix=settings.collection_prefix)
 
     def store(self) -> Store:
         return MongoStore(self.settings)
@@ -44,6 +44,7 @@ class MongoBacklog:
         for message in messages:
             by_aggregate.setdefault(message.aggregate_id, []).append(message)
         collection = self._client[self.settings.database][COLLECTION]
+        await self._writer.load(collection.database)  # the store's shard count
         groups = list(by_aggregate.values())
         for first in range(0, len(groups), CHUNK):
             chunk = groups[first : first + CHUNK]

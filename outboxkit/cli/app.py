@@ -9,7 +9,6 @@ chosen ``--store``/``--publisher``, then with those plugins' options added.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import traceback
@@ -23,6 +22,7 @@ from outboxkit import __version__
 from outboxkit.cli.commands import (
     COMMANDS,
     GROUPS,
+    OBSERVABILITY_SPEC,
     RELAY_SPEC,
     CommandSpec,
     Invocation,
@@ -31,8 +31,10 @@ from outboxkit.cli.commands import (
 from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
+from outboxkit.cli.output import EXIT_CLOSED_PIPE, closed_pipe
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.errors import ConfigurationError
+from outboxkit.observability.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
 
@@ -70,6 +72,12 @@ def _add_common(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> 
         default=environ.get(f"{ENV_PREFIX}LOG_LEVEL", "info").lower(),
         help="log verbosity, to stderr (default: info; env OUTBOXKIT_LOG_LEVEL)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=environ.get(f"{ENV_PREFIX}LOG_FORMAT", "text").lower(),
+        help="log lines as text or JSON objects (default: text; env OUTBOXKIT_LOG_FORMAT)",
+    )
 
 
 def _add_command(
@@ -91,6 +99,7 @@ def _add_command(
         )
     if spec.relay:
         RELAY_SPEC.add_arguments(parser, "relay options")
+        OBSERVABILITY_SPEC.add_arguments(parser, "metrics, health and tracing")
     for kind in spec.uses:
         if kind in chosen:
             c = chosen[kind]
@@ -158,6 +167,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invo
     first, _ = build_parser(environ=environ, add_help=False).parse_known_args(argv)
     spec: CommandSpec | None = getattr(first, "command_spec", None)
     config = load_config(getattr(first, "config", None), environ)
+    config.check_tables(["relay", *(name for kind in KINDS.values() for name in installed(kind))])
     chosen: dict[str, _Chosen] = {}
     if spec is not None:
         for kind in spec.uses:
@@ -174,36 +184,45 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invo
         for kind, c in chosen.items()
     }
     relay = RELAY_SPEC.resolve(args, environ, config) if spec.relay else None
-    return Invocation(spec, args, config, selected, relay)
+    observability = OBSERVABILITY_SPEC.resolve(args, environ, config) if spec.relay else None
+    return Invocation(spec, args, config, selected, relay, observability)
 
 
-def _configure_logging(level: str) -> None:
-    if level not in LOG_LEVELS:  # only a bad OUTBOXKIT_LOG_LEVEL gets here: flags are checked
-        raise ConfigurationError(
-            f"invalid value {level!r} for OUTBOXKIT_LOG_LEVEL: use one of {', '.join(LOG_LEVELS)}"
-        )
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(level: str, fmt: str, secrets: Sequence[str]) -> None:
+    # only a bad OUTBOXKIT_LOG_LEVEL / OUTBOXKIT_LOG_FORMAT gets here: flags are checked
+    for value, allowed, variable in (
+        (level, LOG_LEVELS, "OUTBOXKIT_LOG_LEVEL"),
+        (fmt, LOG_FORMATS, "OUTBOXKIT_LOG_FORMAT"),
+    ):
+        if value not in allowed:
+            raise ConfigurationError(
+                f"invalid value {value!r} for {variable}: use one of {', '.join(allowed)}"
+            )
+    configure_logging(level, fmt, secrets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash."""
+    """Run the command; exit status 0 on success, 2 on an outboxkit error, 1 on a crash,
+    141 when stdout's reader went away (``| head``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     scrubber = Scrubber()
     try:
         invocation = parse(argv)
+        secrets: list[str] = []
         for selected in invocation.selected.values():
-            scrubber.add(selected.spec.secrets(selected.settings))
-        _configure_logging(invocation.args.log_level)
-        return anyio.run(invocation.spec.run, invocation)
+            secrets += selected.spec.secrets(selected.settings)
+        scrubber.add(secrets)
+        _configure_logging(invocation.args.log_level, invocation.args.log_format, secrets)
+        status = anyio.run(invocation.spec.run, invocation)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below
+        return status
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # the one place where errors become exit codes
         if isinstance(exc, SystemExit | GeneratorExit):
             raise
+        if closed_pipe(exc):
+            return EXIT_CLOSED_PIPE
         known = outbox_error(exc)
         if known is not None:
             print(f"outboxkit: error: {scrubber(str(known))}", file=sys.stderr)

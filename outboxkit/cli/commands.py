@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio
@@ -18,15 +19,28 @@ from outboxkit.cli.config import ConfigFile
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
 from outboxkit.cli.plugins import KINDS, installed, load
-from outboxkit.errors import OutboxError
-from outboxkit.protocols import Publisher, Relay, Store
+from outboxkit.errors import DeadLetterNotFoundError, OutboxError
+from outboxkit.observability.observer import ObservabilitySettings, RelayObserver
+from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
 
-__all__ = ["COMMANDS", "GROUPS", "RELAY_SPEC", "CommandSpec", "Invocation", "Selected"]
+if TYPE_CHECKING:
+    from outboxkit.relay import ShardedRelay
+
+__all__ = [
+    "COMMANDS",
+    "GROUPS",
+    "OBSERVABILITY_SPEC",
+    "RELAY_SPEC",
+    "CommandSpec",
+    "Invocation",
+    "Selected",
+]
 
 log = logging.getLogger("outboxkit.cli")
 
 RELAY_SPEC = SettingsSpec.derive(RelaySettings, "relay", prefix="")
+OBSERVABILITY_SPEC = SettingsSpec.derive(ObservabilitySettings, "observability", prefix="")
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ class Invocation:
     config: ConfigFile
     selected: dict[str, Selected]
     relay: RelaySettings | None
+    observability: ObservabilitySettings | None = None
 
     def store(self) -> Store:
         """A new (unopened) store of the chosen plugin."""
@@ -85,7 +100,7 @@ class CommandSpec:
 # -- relay -----------------------------------------------------------------------------------
 
 
-async def _stop_on_signals(relay: Relay, scope: anyio.CancelScope) -> None:
+async def _stop_on_signals(relay: ShardedRelay, scope: anyio.CancelScope) -> None:
     """First SIGTERM/SIGINT: graceful stop (drain, release leases). Second: cancel at once."""
     stopping = False
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -97,14 +112,17 @@ async def _stop_on_signals(relay: Relay, scope: anyio.CancelScope) -> None:
                 return
             log.info("%s: draining in-flight work and releasing leases", name)
             stopping = True
-            relay.stop()
+            relay.stop(name)
 
 
 async def _relay(inv: Invocation) -> int:
     from outboxkit.relay import ShardedRelay
 
     assert inv.relay is not None
-    store, publisher = inv.store(), inv.publisher()
+    observer = RelayObserver(
+        inv.observability, inv.selected["store"].name, inv.selected["publisher"].name
+    )
+    store, publisher = observer.wrap(inv.store(), inv.publisher())
     relay = ShardedRelay(store, publisher, inv.relay)
     log.info(
         "instance %s: store=%s publisher=%s relay=(%s)",
@@ -115,7 +133,7 @@ async def _relay(inv: Invocation) -> int:
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signals, relay, tg.cancel_scope)
-        await relay.run()
+        await observer.run(relay)
         tg.cancel_scope.cancel()
     return 0
 
@@ -191,30 +209,107 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=_positive, default=100, metavar="N", help="at most N (default: 100)"
     )
+    parser.add_argument(
+        "--show-payload",
+        action="store_true",
+        help="show the payloads too (they may hold personal data; hidden by default)",
+    )
     _json_argument(parser)
 
 
 async def _dead_letters_list(inv: Invocation) -> int:
     async def op(store: Store) -> int:
         letters = await store.dead_letters(inv.args.limit)
-        print(dead_letters_json(letters) if inv.args.json else format_dead_letters(letters))
+        payloads = inv.args.show_payload
+        text = (
+            dead_letters_json(letters, payloads)
+            if inv.args.json
+            else format_dead_letters(letters, payloads)
+        )
+        print(text)
         return 0
 
     return await _with_store(inv, op)
 
 
-def _replay_arguments(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--id", dest="ids", type=UUID, action="append", metavar="UUID", help="a message id"
-    )
-    which.add_argument("--all", action="store_true", help="every dead letter")
+NOT_DEAD_LETTERS = 3
+"""Exit status of ``replay``/``discard`` given an id that is not a dead letter (nothing
+changed)."""
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> float:
+    """Seconds in a duration such as ``7d``, ``12h``, ``90m``, ``1d12h`` or ``30s``."""
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 7d, 12h, 90m or 1d12h (units s, m, h, d, w), got {text!r}"
+        )
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _which_arguments(verb: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument(
+            "--id",
+            dest="ids",
+            type=UUID,
+            action="append",
+            metavar="UUID",
+            help=f"the id of a dead letter to {verb} (repeat for more); if one is not a dead "
+            f"letter, none is {verb}ed (exit status {NOT_DEAD_LETTERS})",
+        )
+        which.add_argument("--all", action="store_true", help=f"{verb} every dead letter")
+
+    return add
+
+
+def _counted(verb: str, count: int, extra: str = "") -> None:
+    print(f"outboxkit: {verb} {count} dead letter{'s' if count != 1 else ''}{extra}")
+
+
+async def _change_dead_letters(
+    inv: Invocation, verb: str, change: Callable[[Store], Awaitable[int]]
+) -> int:
+    async def op(store: Store) -> int:
+        try:
+            count = await change(store)
+        except DeadLetterNotFoundError as exc:
+            print(f"outboxkit: error: {exc}", file=sys.stderr)
+            return NOT_DEAD_LETTERS
+        _counted(verb, count)
+        return 0
+
+    return await _with_store(inv, op)
 
 
 async def _dead_letters_replay(inv: Invocation) -> int:
+    ids = None if inv.args.all else inv.args.ids
+    return await _change_dead_letters(inv, "replayed", lambda store: store.replay(ids))
+
+
+async def _dead_letters_discard(inv: Invocation) -> int:
+    ids = None if inv.args.all else inv.args.ids
+    return await _change_dead_letters(inv, "discarded", lambda store: store.discard(ids))
+
+
+def _purge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="DURATION",
+        help="discard the dead letters that failed longer ago than this, e.g. 7d, 12h, 90m",
+    )
+
+
+async def _dead_letters_purge(inv: Invocation) -> int:
     async def op(store: Store) -> int:
-        count = await store.replay(None if inv.args.all else inv.args.ids)
-        print(f"outboxkit: replayed {count} dead letter{'s' if count != 1 else ''}")
+        _counted("purged", await store.purge(inv.args.older_than))
         return 0
 
     return await _with_store(inv, op)
@@ -238,7 +333,7 @@ async def _plugins(inv: Invocation) -> int:
     return 0
 
 
-GROUPS = {"dead-letters": "list and replay messages that could not be published"}
+GROUPS = {"dead-letters": "list, replay and discard messages that could not be published"}
 
 COMMANDS = (
     CommandSpec(
@@ -256,7 +351,7 @@ COMMANDS = (
     ),
     CommandSpec(
         ("status",),
-        "pending messages, oldest pending age, dead letters, shard owners",
+        "pending messages, oldest pending age, dead letters, blocked aggregates, shard owners",
         _status,
         add_arguments=_json_argument,
     ),
@@ -268,9 +363,21 @@ COMMANDS = (
     ),
     CommandSpec(
         ("dead-letters", "replay"),
-        "move dead letters back to the outbox",
+        "move dead letters back to the outbox, each to its place in its aggregate's order",
         _dead_letters_replay,
-        add_arguments=_replay_arguments,
+        add_arguments=_which_arguments("replay"),
+    ),
+    CommandSpec(
+        ("dead-letters", "discard"),
+        "delete dead letters for good (their aggregates' later messages go on)",
+        _dead_letters_discard,
+        add_arguments=_which_arguments("discard"),
+    ),
+    CommandSpec(
+        ("dead-letters", "purge"),
+        "delete the dead letters older than a duration",
+        _dead_letters_purge,
+        add_arguments=_purge_arguments,
     ),
     CommandSpec(("plugins",), "list installed store and publisher plugins", _plugins, uses=()),
 )

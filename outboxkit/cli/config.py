@@ -8,9 +8,10 @@ each plugin's settings struct.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ class ConfigFile:
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{self.where(key)} must be a string")
         return value
+
+    def check_tables(self, known: Iterable[str]) -> None:
+        """Refuse a table that no setting reads (a typo such as ``[kafak]``).
+
+        ``known``: ``relay`` and the names of the installed plugins, chosen or not, so one file
+        can hold the settings of several deployments.
+        """
+        allowed = sorted(set(known))
+        for section, value in self.data.items():
+            if not isinstance(value, Mapping) or section in allowed:
+                continue
+            close = difflib.get_close_matches(section, allowed, n=1)
+            hint = f"did you mean [{close[0]}]? " if close else ""
+            raise ConfigurationError(
+                f"{self.where(f'[{section}]')} is not a table outboxkit reads; {hint}known "
+                f"tables: {', '.join(f'[{name}]' for name in allowed)} (a plugin's table is "
+                "known once its distribution is installed)"
+            )
 
     def where(self, section: str, key: str | None = None) -> str:
         """How to name a key of this file in an error message."""

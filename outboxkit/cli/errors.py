@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from outboxkit.cli.options import mask_text
 from outboxkit.errors import OutboxError
+from outboxkit.masking import mask_text
 
 __all__ = ["Scrubber", "outbox_error"]
 

@@ -22,32 +22,16 @@ import msgspec.inspect as mi
 
 from outboxkit.cli.config import ENV_PREFIX, ConfigFile
 from outboxkit.errors import ConfigurationError
-from outboxkit.masking import mask_dsn
+from outboxkit.masking import mask_text
 
-__all__ = ["SettingField", "SettingsSpec", "mask_text", "masked_settings", "secret_values"]
+__all__ = ["SettingField", "SettingsSpec", "masked_settings", "secret_values"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 Kind = Literal["bool", "list", "scalar"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>,]+")
-_KV_PASSWORD = re.compile(r"(?i)password\s*=\s*(?:'[^']*'|\S+)")
-_USERINFO_PASSWORD = re.compile(r"^([^:/]+://[^:@/]*:)[^@]*@")
 _AT_FIELD = re.compile(r" - at `\$\.(\w+)")
-
-
-def _mask_url(url: str) -> str:
-    try:
-        return mask_dsn(url)
-    except ValueError:  # e.g. a non-numeric port: mask the userinfo password by pattern
-        return _USERINFO_PASSWORD.sub(r"\1***@", url)
-
-
-def mask_text(text: str) -> str:
-    """``text`` with the password of every DSN in it replaced by ``***``."""
-    text = _URL.sub(lambda m: _mask_url(m.group(0)), text)
-    return _KV_PASSWORD.sub(lambda m: mask_dsn(m.group(0)), text)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Plugin lookup for the CLI: only the chosen plugins are imported.
 
-Unlike :func:`outboxkit.plugins.load_store`, which imports every installed plugin, this imports
-only the one asked for, so a broken or half-installed third-party plugin (or a missing driver)
-never stops ``outboxkit relay --store sqlite``. ``outboxkit plugins`` reports such plugins.
+Only the plugin asked for is imported, so a broken or half-installed third-party plugin (or a
+missing driver) never stops ``outboxkit relay --store sqlite``. ``outboxkit plugins`` reports
+such plugins.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 import anyio
 
 from outboxkit.protocols import LeaseInfo, Store
-from outboxkit.relay.log import brief, log
+from outboxkit.relay.log import brief, log, shard_ranges
 from outboxkit.relay.pool import WorkerPool
 from outboxkit.sharding import fair_share
 
@@ -59,6 +59,8 @@ class LeaseKeeper:
         """Ticks completed without error."""
         self.live: list[str] = []
         """Live instances seen at the last heartbeat."""
+        self.ticked_at: float | None = None
+        """Event-loop time the last tick ended (with or without error): liveness reads it."""
 
     @property
     def interval(self) -> float:
@@ -77,6 +79,7 @@ class LeaseKeeper:
             if scope.cancelled_caught:
                 log.warning("lease upkeep took over %.1fs; retrying", self._ttl / 2)
             self._pool.expire(anyio.current_time())
+            self.ticked_at = anyio.current_time()
             await anyio.sleep(max(0.0, started + self.interval - anyio.current_time()))
 
     async def tick(self) -> None:
@@ -112,18 +115,45 @@ class LeaseKeeper:
             # Prefer idle workers: their shards change hands without waiting for a batch.
             extra = sorted(active, key=lambda w: (w.busy, -w.shard))[: len(active) - target]
             for worker in extra:
-                log.info("shedding shard %d (fair share is %d)", worker.shard, target)
                 worker.stop(shed=True)
+            shed = sorted(w.shard for w in extra)
+            log.info(
+                "rebalance: shedding %d shards %s (fair share %d of %d, %d live instances)",
+                len(shed),
+                shard_ranges(shed),
+                target,
+                self._store.shard_count,
+                len(self.live),
+                extra={"instance": self._owner, "shards": shed, "fair_share": target},
+            )
             return
         if len(active) == target:
             return
         candidates = claimable_shards(
             await self._store.leases(), self._owner, self._pool.workers, self._rng
         )
-        for shard in candidates:
-            if len(self._pool.active()) >= target or self._pool.closing:
-                break
-            started = anyio.current_time()
-            lease = await self._store.acquire(self._owner, shard, self._ttl)
-            if lease is not None and not self._pool.start(lease, started + self._ttl):
-                await self._store.release([lease])
+        acquired: list[int] = []
+        try:
+            for shard in candidates:
+                if len(self._pool.active()) >= target or self._pool.closing:
+                    break
+                started = anyio.current_time()
+                lease = await self._store.acquire(self._owner, shard, self._ttl)
+                if lease is not None and not self._pool.start(lease, started + self._ttl):
+                    await self._store.release([lease])
+                elif lease is not None:
+                    acquired.append(shard)
+        finally:
+            if acquired:
+                acquired.sort()
+                log.info(
+                    "rebalance: acquired %d shards %s (now %d, fair share %d of %d, "
+                    "%d live instances)",
+                    len(acquired),
+                    shard_ranges(acquired),
+                    len(self._pool.active()),
+                    target,
+                    self._store.shard_count,
+                    len(self.live),
+                    extra={"instance": self._owner, "shards": acquired, "fair_share": target},
+                )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
-__all__ = ["brief", "log"]
+__all__ = ["brief", "log", "shard_ranges"]
 
 log = logging.getLogger("outboxkit.relay")
 
@@ -13,3 +14,19 @@ def brief(exc: BaseException) -> str:
     """``"TypeName: text"`` of an exception, for one-line warnings."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def shard_ranges(shards: Iterable[int]) -> str:
+    """``[0-15, 17, 20-21]``: sorted shard numbers with runs collapsed, for one-line logs."""
+    parts: list[str] = []
+    start = prev = None
+    for shard in sorted(shards):
+        if prev is not None and shard == prev + 1:
+            prev = shard
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = shard
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return "[" + ", ".join(parts) + "]"

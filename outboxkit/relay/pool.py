@@ -54,7 +54,7 @@ class WorkerPool:
         self._workers[lease.shard] = worker
         self._count()
         self._task_group.start_soon(self._run, worker, name=f"outboxkit-shard-{lease.shard}")
-        log.info("lease acquired: shard %d (token %d)", lease.shard, lease.token)
+        log.debug("lease acquired: shard %d (token %d)", lease.shard, lease.token)
         return True
 
     def expire(self, now: float) -> None:
@@ -103,7 +103,7 @@ class WorkerPool:
                 except Exception as exc:
                     log.warning("shard %d: release failed (%s)", worker.shard, brief(exc))
                     return
-                log.info("lease released: shard %d", worker.shard)
+                log.debug("lease released: shard %d", worker.shard)
         else:
             self.leftover.append(worker.lease)
 

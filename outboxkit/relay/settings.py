@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from outboxkit.protocols import DeadLetterPolicy
+
 __all__ = ["RelaySettings"]
 
 
@@ -32,6 +34,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         int,
         msgspec.Meta(ge=1, description="publish attempts before a message is dead-lettered"),
     ] = 10
+    on_dead_letter: Annotated[
+        DeadLetterPolicy,
+        msgspec.Meta(
+            description="what a dead letter does to its aggregate's later messages: block "
+            "(wait until it is replayed or discarded, so the broker never sees the aggregate "
+            "out of order) or skip (publish them; a replay then comes after them)"
+        ),
+    ] = "block"
     backoff_initial: Annotated[
         float, msgspec.Meta(gt=0, description="first retry delay in seconds")
     ] = 0.5
@@ -50,5 +60,8 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = 30.0
     exit_when_idle: Annotated[
         bool,
-        msgspec.Meta(description="stop once no message is pending (demos, batch jobs)"),
+        msgspec.Meta(
+            description="stop once no message is left to publish (demos, batch jobs); "
+            "messages parked behind a dead letter do not count"
+        ),
     ] = False

@@ -44,7 +44,8 @@ class ShardedRelay:
     Run it with ``await relay.run()``; :meth:`stop` (e.g. from a SIGTERM handler) makes it stop
     claiming, finish and settle in-flight batches (at most ``drain_timeout`` seconds), release
     its leases, leave the instance table, close store and publisher, and return. With
-    ``exit_when_idle`` it also stops by itself once nothing is pending. A relay runs once.
+    ``exit_when_idle`` it also stops by itself once nothing is left to publish (messages
+    parked behind a dead letter, with ``on_dead_letter="block"``, are not). A relay runs once.
     """
 
     def __init__(
@@ -56,9 +57,11 @@ class ShardedRelay:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RelaySettings()
+        """The relay's settings."""
         self.owner = self.settings.instance_id or default_instance_id()
         """This instance's name in the lease table."""
         self.metrics = RelayMetrics()
+        """Counters of the relay's work (claimed, published, retried, ...)."""
         self._store = store
         self._publisher = publisher
         self._rng = rng or random.Random()
@@ -66,14 +69,20 @@ class ShardedRelay:
         self._stop_event: anyio.Event | None = None
         self._started = False
         self._pool: WorkerPool | None = None
+        self.keeper: LeaseKeeper | None = None
+        """The lease keeper while running (health checks read its last tick)."""
+        self.stop_reason: str | None = None
+        """Why the relay was asked to stop (the first reason given to :meth:`stop`)."""
 
     @property
     def shards(self) -> frozenset[int]:
         """The shards this instance works on now (including any being handed over)."""
         return frozenset(self._pool.workers) if self._pool is not None else frozenset()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to drain and return. Safe to call at any time, more than once."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
         self._stop_requested = True
         if self._stop_event is not None:
             self._stop_event.set()
@@ -109,6 +118,7 @@ class ShardedRelay:
         )
         pool = self._pool = WorkerPool(context)
         keeper = LeaseKeeper(self._store, self.owner, settings.lease_ttl, pool, self._rng)
+        self.keeper = keeper
         log.info(
             "relay %s starting on %d shards (fixed by the store's migration)",
             self.owner,
@@ -143,7 +153,8 @@ class ShardedRelay:
         log.info("relay %s stopped", self.owner)
 
     async def _stop_when_idle(self, keeper: LeaseKeeper, pool: WorkerPool) -> None:
-        """Stop once a full round found every owned shard empty and nothing is pending."""
+        """Stop once a full round found every owned shard empty and nothing is pending but
+        messages parked behind dead letters (with ``on_dead_letter="block"``)."""
         while True:
             await anyio.sleep(self.settings.poll_interval)
             if keeper.rounds == 0:
@@ -155,9 +166,18 @@ class ShardedRelay:
             except Exception as exc:
                 log.warning("status check failed (%s)", brief(exc))
                 continue
-            if status.pending == 0:
-                log.info("nothing pending: stopping (exit_when_idle)")
-                self.stop()
+            parked = status.parked if self.settings.on_dead_letter == "block" else 0
+            if status.pending - parked <= 0:
+                if parked:
+                    log.info(
+                        "nothing to publish: stopping (exit_when_idle); %d messages of %d "
+                        "aggregates wait behind dead letters (on_dead_letter=block)",
+                        parked,
+                        status.blocked_aggregates,
+                    )
+                else:
+                    log.info("nothing pending: stopping (exit_when_idle)")
+                self.stop("nothing pending (exit_when_idle)")
                 return
 
 

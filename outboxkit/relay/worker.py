@@ -103,7 +103,12 @@ class ShardWorker:
             wake = self._wakeup.event(self.shard)
             try:
                 envelopes = await self._bounded(
-                    "claim", self._store.claim(self.lease, self._settings.batch_size)
+                    "claim",
+                    self._store.claim(
+                        self.lease,
+                        self._settings.batch_size,
+                        on_dead_letter=self._settings.on_dead_letter,
+                    ),
                 )
             except LeaseLostError:
                 raise
@@ -143,7 +148,7 @@ class ShardWorker:
             len(claimed) < self._settings.batch_size
             and not wake.is_set()
             and self._noticed
-            and bool(getattr(self._store, "wakes_every_commit", False))
+            and self._store.wakes_every_commit
         )
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:
@@ -226,3 +231,10 @@ class ShardWorker:
             await self._bounded("dead letter", self._store.dead_letter(self.lease, group, error))
             self._metrics.dead_lettered += len(group)
             log.warning("shard %d: %d messages dead-lettered (%s)", self.shard, len(group), error)
+            if self._settings.on_dead_letter == "block":
+                log.warning(
+                    "shard %d: aggregates %s blocked: their later messages wait until the dead "
+                    "letters are replayed or discarded (on_dead_letter=block)",
+                    self.shard,
+                    ", ".join(sorted({repr(e.message.aggregate_id) for e in group})),
+                )

@@ -2,7 +2,8 @@
 
 Subclass :class:`StoreConformance` or :class:`PublisherConformance` in your plugin's tests
 and provide the fixtures their docstrings list; every inherited test then runs against your
-real backend.
+real backend. :class:`MemoryStore` is a store held in memory for unit tests of code around
+the relay; it passes :class:`StoreConformance` too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from outboxkit.testing.helpers import (
     order_by_aggregate,
     unique_name,
 )
+from outboxkit.testing.memory_store import MemoryClock, MemoryStore
 from outboxkit.testing.publisher_suite import (
     Consume,
     PublisherConformance,
@@ -25,6 +27,8 @@ from outboxkit.testing.store_suite import StoreConformance, WriteMessages
 
 __all__ = [
     "Consume",
+    "MemoryClock",
+    "MemoryStore",
     "PublisherConformance",
     "ReceivedRecord",
     "Refuse",

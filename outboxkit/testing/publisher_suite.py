@@ -30,8 +30,11 @@ class ReceivedRecord(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     key: str | None
+    """The record's key; None where the broker has no keys."""
     headers: dict[str, str]
+    """The record's headers."""
     payload: bytes
+    """The record's body."""
 
 
 Consume = Callable[[str, int, float], Awaitable[list[ReceivedRecord]]]

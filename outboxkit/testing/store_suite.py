@@ -8,9 +8,9 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from outboxkit.errors import LeaseLostError
+from outboxkit.errors import DeadLetterNotFoundError, LeaseLostError
 from outboxkit.message import Message
-from outboxkit.protocols import Envelope, Lease, Store
+from outboxkit.protocols import DeadLetterPolicy, Envelope, Lease, Store
 from outboxkit.sharding import shard_of
 from outboxkit.testing.helpers import (
     aggregates_in_shard,
@@ -51,8 +51,10 @@ async def _lease(store: Store, shard: int = 0, owner: str | None = None) -> Leas
     return lease
 
 
-async def _claim_ids(store: Store, lease: Lease, limit: int = ALL) -> list[str]:
-    return _ids(await store.claim(lease, limit))
+async def _claim_ids(
+    store: Store, lease: Lease, limit: int = ALL, on_dead_letter: DeadLetterPolicy = "block"
+) -> list[str]:
+    return _ids(await store.claim(lease, limit, on_dead_letter=on_dead_letter))
 
 
 async def _expired_lease(store: Store, shard: int = 0) -> Lease:
@@ -91,7 +93,9 @@ class StoreConformance:
     What it checks: claims are per shard, in position order, bounded and non-destructive;
     envelopes carry the message intact (``created_at`` must be timezone-aware, precision of
     1 ms is enough); ack/retry/dead-letter are fenced by lease token and database-clock expiry;
-    retry backoff blocks only the affected aggregate; dead letters list and replay; leases,
+    retry backoff blocks only the affected aggregate; dead letters list, replay (in their
+    original place), discard and purge, and block their aggregate's later messages under
+    ``on_dead_letter="block"`` (not under ``"skip"``); leases,
     heartbeats and status behave as :class:`~outboxkit.protocols.Store` documents. Tests sleep
     about 0.7 s where a lease or heartbeat must expire; nothing asserts timings.
     """
@@ -314,6 +318,122 @@ class StoreConformance:
         assert sorted(await _claim_ids(store, lease)) == sorted(_message_ids(messages))
         assert await store.replay() == 0
 
+    async def _dead_in_the_middle(
+        self, store: Store, write: WriteMessages, shard: int = 1
+    ) -> tuple[Lease, list[Message], Message]:
+        """Aggregate A: m1 published, m2 dead-lettered, m3 pending; another aggregate's
+        message pending too. Returns the lease, [m1, m2, m3] and the other message."""
+        blocked, free = aggregates_in_shard(shard, store.shard_count, 2)
+        m1, m2, m3 = (make_message(blocked, n) for n in (1, 2, 3))
+        other = make_message(free, 9)
+        for message in (m1, m2, m3):
+            await write([message])
+        await write([other])
+        lease = await _lease(store, shard)
+        claimed = {str(e.message.id): e for e in await store.claim(lease, ALL)}
+        await store.ack(lease, [claimed[str(m1.id)]])
+        await store.dead_letter(lease, [claimed[str(m2.id)]], "refused for good")
+        return lease, [m1, m2, m3], other
+
+    @pytest.mark.anyio
+    async def test_dead_letter_blocks_the_later_messages_of_its_aggregate(
+        self, store: Store, write: WriteMessages
+    ) -> None:
+        lease, (_, m2, m3), other = await self._dead_in_the_middle(store, write)
+        m4 = make_message(m3.aggregate_id, 4)
+        await write([m4])
+
+        assert await _claim_ids(store, lease) == [str(other.id)], (
+            "with on_dead_letter=block, no message after a dead letter of its aggregate may "
+            "be claimed (written before or after it was dead-lettered)"
+        )
+        skipped = by_aggregate(await store.claim(lease, ALL, on_dead_letter="skip"))
+        assert skipped == {
+            m3.aggregate_id: [str(m3.id), str(m4.id)],
+            other.aggregate_id: [str(other.id)],
+        }, "with on_dead_letter=skip, the later messages go on"
+
+        status = await store.status()
+        assert (status.pending, status.dead_letters) == (3, 1)
+        assert (status.blocked_aggregates, status.blocked_sample) == (1, [m2.aggregate_id])
+        assert status.parked == 2, "m3 and m4 wait behind the dead letter"
+
+    @pytest.mark.anyio
+    async def test_replay_puts_a_dead_letter_back_in_its_original_place(
+        self, store: Store, write: WriteMessages
+    ) -> None:
+        lease, (_, m2, m3), other = await self._dead_in_the_middle(store, write)
+
+        assert await store.replay([m2.id]) == 1
+
+        assert await store.dead_letters() == []
+        for policy in ("block", "skip"):
+            claimed = by_aggregate(await store.claim(lease, ALL, on_dead_letter=policy))
+            assert claimed == {
+                m2.aggregate_id: [str(m2.id), str(m3.id)],
+                other.aggregate_id: [str(other.id)],
+            }, f"after replay the aggregate goes on in its original order ({policy})"
+        status = await store.status()
+        assert (status.pending, status.blocked_aggregates, status.parked) == (3, 0, 0)
+        assert status.blocked_sample == []
+
+    @pytest.mark.anyio
+    async def test_discard_ends_a_dead_letter_and_unblocks_its_aggregate(
+        self, store: Store, write: WriteMessages
+    ) -> None:
+        lease, (_, m2, m3), other = await self._dead_in_the_middle(store, write)
+
+        assert await store.discard([m2.id]) == 1
+
+        assert await store.dead_letters() == []
+        claimed = by_aggregate(await store.claim(lease, ALL))
+        assert claimed == {m3.aggregate_id: [str(m3.id)], other.aggregate_id: [str(other.id)]}
+        assert (await store.status()).blocked_aggregates == 0
+        assert await store.discard() == 0
+
+    @pytest.mark.anyio
+    async def test_discard_all(self, store: Store, write: WriteMessages) -> None:
+        aggregates = aggregates_in_shard(2, store.shard_count, 3)
+        await write([make_message(a) for a in aggregates])
+        lease = await _lease(store, 2)
+        await store.dead_letter(lease, await store.claim(lease, ALL), "no route")
+
+        assert await store.discard([]) == 0
+        assert await store.discard() == 3
+        assert await store.dead_letters() == []
+        assert (await store.status()).dead_letters == 0
+
+    @pytest.mark.anyio
+    async def test_replay_or_discard_of_an_unknown_id_changes_nothing(
+        self, store: Store, write: WriteMessages
+    ) -> None:
+        lease, (_, m2, _), other = await self._dead_in_the_middle(store, write)
+        unknown = make_message("nobody").id
+
+        for operation in (store.replay, store.discard):
+            with pytest.raises(DeadLetterNotFoundError) as caught:
+                await operation([m2.id, unknown, other.id])
+            assert caught.value.missing == [unknown, other.id], (
+                "the error names every id that is not a dead letter, in the order given"
+            )
+
+        assert [d.message.id for d in await store.dead_letters()] == [m2.id]
+        assert await _claim_ids(store, lease) == [str(other.id)]
+
+    @pytest.mark.anyio
+    async def test_purge_deletes_only_dead_letters_older_than_the_cutoff(
+        self, store: Store, write: WriteMessages
+    ) -> None:
+        lease, (_, m2, m3), _ = await self._dead_in_the_middle(store, write)
+
+        assert await store.purge(3600.0) == 0
+        assert [d.message.id for d in await store.dead_letters()] == [m2.id]
+        await anyio.sleep(0.1)
+        assert await store.purge(0.05) == 1
+
+        assert await store.dead_letters() == []
+        assert str(m3.id) in await _claim_ids(store, lease), "purging unblocks the aggregate"
+
     # -- leases ----------------------------------------------------------------------------
 
     @pytest.mark.anyio
@@ -457,3 +577,8 @@ class StoreConformance:
     async def test_wait_returns_after_timeout(self, store: Store) -> None:
         with anyio.fail_after(10):
             await store.wait(0.1)
+
+    @pytest.mark.anyio
+    async def test_declares_whether_it_wakes_every_commit(self, store: Store) -> None:
+        assert isinstance(store, Store), "the store lacks a member of the Store protocol"
+        assert isinstance(store.wakes_every_commit, bool), "wakes_every_commit must be a bool"

@@ -4,5 +4,5 @@
 one module per server (``postgres``, ``kafka``, ``nats``, ``ferretdb``) says how to install,
 configure, start and probe it; ``server`` is their base class and ``common`` what they share
 (paths, ports, output, processes, logs, Debian packages). ``probes`` is also loaded by the
-tests' fixtures (``tests/servers.py``), so both agree on what "up" means.
+tests' fixtures (``tests/support/servers.py``), so both agree on what "up" means.
 """

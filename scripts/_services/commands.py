@@ -8,12 +8,13 @@
     scripts/services logs SERVER [-n N] tail of a server's log
     scripts/services clean              down, then delete the servers' data (keeps the caches)
 
-SERVER is one of: postgres kafka nats mongodb.
+SERVER is one of: postgres kafka nats mongodb prometheus.
 
 Everything lives under .services/ in the repository (git-ignored): data, logs, pid files and
 the caches (Kafka's jars from Maven Central, FerretDB built from the Go module proxy).
 Servers listen on 127.0.0.1 only, on ports of the project's own: PostgreSQL 55432,
-Kafka 59092 (KRaft controller 59093), NATS 54222 (monitoring 58222), FerretDB 57017.
+Kafka 59092 (KRaft controller 59093), NATS 54222 (monitoring 58222), FerretDB 57017,
+Prometheus 59090 (it scrapes the targets tests write in .services/prometheus/targets/).
 If a port already answers with the right kind of server (say, `docker compose up`), `up`
 uses it; if OUTBOXKIT_TEST_MONGODB_URL names another server, FerretDB is not started.
 FerretDB keeps its data in the database `ferretdb` of that PostgreSQL (`up mongodb` starts
@@ -51,6 +52,7 @@ from .ferretdb import FerretDB
 from .kafka import Kafka
 from .nats import Nats
 from .postgres import Postgres
+from .prometheus import Prometheus
 from .server import Server
 
 SERVERS: dict[str, type[Server]] = {
@@ -58,6 +60,7 @@ SERVERS: dict[str, type[Server]] = {
     "kafka": Kafka,
     "nats": Nats,
     "mongodb": FerretDB,
+    "prometheus": Prometheus,
 }
 
 
@@ -175,6 +178,9 @@ def cmd_up(names: list[str]) -> int:
     for s in servers:
         if s.name in results:
             print(f"{s.name:<9} up    {s.url():<48} {results[s.name]}")
+            notice = getattr(s, "notice", None)
+            if notice and not s.external_url():
+                say(notice)
     for s in servers:
         if s.name in failures:
             print(f"{s.name:<9} FAILED {s.url():<47} {failures[s.name]}")

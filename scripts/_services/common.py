@@ -29,6 +29,7 @@ PORTS = {
     "nats": 54222,
     "nats-monitor": 58222,
     "mongodb": 57017,
+    "prometheus": 59090,
 }
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}

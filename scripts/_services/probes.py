@@ -1,7 +1,7 @@
 """Protocol-level "does this server really answer?" checks, standard library only.
 
 Used by ``scripts/services`` (readiness after start, ``status``) and by the test fixture
-layer (``tests/servers.py``), so both agree on what "up" means:
+layer (``tests/support/servers.py``), so both agree on what "up" means:
 
 * PostgreSQL: startup + simple query ``select 1`` (trust, cleartext or md5 auth);
 * Kafka: a Metadata request (v4) that lists at least one live broker;
@@ -20,6 +20,7 @@ import os
 import socket
 import struct
 import urllib.parse
+import urllib.request
 
 __all__ = [
     "PgError",
@@ -29,6 +30,7 @@ __all__ = [
     "pg_probe",
     "pg_query",
     "probe_url",
+    "prometheus_probe",
 ]
 
 
@@ -358,6 +360,20 @@ def mongo_probe(host: str, port: int, *, timeout: float = 3.0) -> tuple[bool, st
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def prometheus_probe(host: str, port: int, *, timeout: float = 3.0) -> tuple[bool, str]:
+    """GET /api/v1/status/buildinfo: Prometheus answers with its version once ready."""
+    url = f"http://{host}:{port}/api/v1/status/buildinfo"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+        ready = f"http://{host}:{port}/-/ready"
+        with urllib.request.urlopen(ready, timeout=timeout) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        return False, f"no answer ({exc})"
+    return True, f"Prometheus {body.get('data', {}).get('version', '?')}"
+
+
 # --------------------------------------------------------------------------- URLs
 
 
@@ -395,6 +411,10 @@ def probe_url(kind: str, url: str, *, timeout: float = 3.0) -> tuple[bool, str]:
             password=password,
             token=token,
             timeout=timeout,
+        )
+    if kind == "prometheus":
+        return prometheus_probe(
+            parsed.hostname or "127.0.0.1", parsed.port or 9090, timeout=timeout
         )
     if kind == "mongodb":
         if parsed.scheme == "mongodb+srv":

@@ -2,7 +2,8 @@
 
 A relay runs as a deployment runs it: ``python -m outboxkit.cli relay`` in its own process
 and session, configured only through ``OUTBOXKIT_*`` environment variables (none inherited
-from the test's environment), logging to ``log_dir/NAME.log``.
+from the test's environment), logging to ``log_dir/NAME.log``. ``mongo_relays`` makes those
+of the MongoDB store.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["REPO", "RelayProcess", "outboxkit_env"]
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["RelayProcess", "mongo_relays", "outboxkit_env"]
 
 
 def outboxkit_env(**settings: object) -> dict[str, str]:
@@ -115,3 +116,36 @@ class RelayProcess:
             self.process.kill()
             self.process.wait(5)
             return None
+
+
+def mongo_relays(
+    count: int, folder: Path, mongodb_url: str, database: str, publisher: str, **settings: object
+) -> list[RelayProcess]:
+    """``count`` relay processes (not started) on the ``orders`` collection of ``database``,
+    publishing to ``publisher`` with ``settings`` (``OUTBOXKIT_*``, as a deployment would set
+    them), running and logging in ``folder`` (no ``outboxkit.toml`` there: the environment is
+    all they read)."""
+    env = outboxkit_env(
+        store="mongodb",
+        publisher=publisher,
+        log_level="info",
+        poll_interval="0.25",
+        drain_timeout="10",
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+        mongodb_collections="orders",
+        mongodb_poll_interval="0.25",
+        **settings,
+    )
+    return [
+        RelayProcess(
+            f"relay-{i}",
+            env,
+            folder,
+            store="mongodb",
+            publisher=publisher,
+            cwd=folder,
+            log_level=None,
+        )
+        for i in range(count)
+    ]

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import anyio
 import pytest
-from checks import Delivery, verdict
-from kafka_broker import TopicReader, kafka_topic
-from mongo_helpers import MongoWriters, loses_concurrent_updates, mongo_relays, order_writers
 from outboxkit_mongodb import MongoSettings, MongoStore
-from relays import RelayProcess
-from server_clients import mongo_database
 
 from outboxkit.sharding import shard_of
+from tests.e2e.checks import Delivery, verdict
+from tests.e2e.mongo_writers import MongoWriters, loses_concurrent_updates, order_writers
+from tests.e2e.readers import TopicReader
+from tests.e2e.relays import RelayProcess, mongo_relays
+from tests.support.kafka import topics
+from tests.support.mongodb import mongo_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -79,7 +80,7 @@ async def test_relays_survive_a_kill_with_concurrent_writers(
     t0 = time.monotonic()
     async with (
         mongo_database(mongodb_url, prefix="okt_e2e") as db,
-        kafka_topic(kafka_bootstrap, partitions=6) as topic,
+        topics(kafka_bootstrap, partitions=6, prefix="okt-e2e") as (topic,),
     ):
         lossy = await loses_concurrent_updates(db)
         settings = MongoSettings(

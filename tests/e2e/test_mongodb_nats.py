@@ -16,11 +16,14 @@ from typing import Any
 import anyio
 import nats
 import pytest
-from checks import verdict
-from mongo_helpers import loses_concurrent_updates, mongo_relays, order_writers
-from nats_stream import nats_support, read_deliveries
 from outboxkit_mongodb import MongoSettings, MongoStore
-from server_clients import mongo_database
+
+from tests.e2e.checks import verdict
+from tests.e2e.mongo_writers import loses_concurrent_updates, order_writers
+from tests.e2e.readers import read_deliveries
+from tests.e2e.relays import mongo_relays
+from tests.support.mongodb import mongo_database
+from tests.support.nats import make_stream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -38,7 +41,7 @@ async def test_mongodb_to_nats_survives_a_kill_exactly_once_in_order(
     t0 = time.monotonic()
     client = await nats.connect(nats_url)
     js = client.jetstream()
-    stream = await nats_support.make_stream(js, duplicate_window=120.0)
+    stream = await make_stream(js, duplicate_window=120.0)
     try:
         async with mongo_database(mongodb_url, prefix="okt_e2e") as db:
             lossy = await loses_concurrent_updates(db)

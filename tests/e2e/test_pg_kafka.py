@@ -16,11 +16,14 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
-from checks import Verdict, eventually, verdict
-from kafka_broker import TopicReader, kafka_pid, kafka_topic
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
-from pg_support import Writers, outbox_schema
-from relays import RelayProcess, outboxkit_env
+
+from tests.e2e.checks import Verdict, eventually, verdict
+from tests.e2e.pg_writers import Writers
+from tests.e2e.readers import TopicReader
+from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.support.kafka import kafka_pid, topics
+from tests.support.postgres import outbox_schema
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -140,7 +143,7 @@ async def rig(
     """A migrated outbox of ``shard_count`` shards in a fresh schema, a 6-partition topic with
     a running reader, writers; relays stopped and everything removed afterwards."""
     async with (
-        kafka_topic(kafka_bootstrap, partitions=6) as topic,
+        topics(kafka_bootstrap, partitions=6, prefix="okt-e2e") as (topic,),
         outbox_schema(postgres_url, shard_count) as schema,
     ):
         rig = Rig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)

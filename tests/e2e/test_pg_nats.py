@@ -2,7 +2,7 @@
 
 Each test has its own pg schema and its own JetStream stream (with a 2 minute duplicate
 window), runs three relay processes on 8 shards, and checks what the stream holds against the
-commit order recorded by the writers (see ``pg_support.AuditedWriters``): nothing lost, no duplicate
+commit order recorded by the writers (see ``pg_writers.AuditedWriters``): nothing lost, no duplicate
 stored, first deliveries of each aggregate in commit order.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,15 @@ import anyio
 import asyncpg
 import nats
 import pytest
-from checks import Delivery, Verdict, eventually, verdict
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
-from nats_stream import nats_support, read_deliveries
-from pg_support import AuditedWriters, commit_order, create_audit_tables, outbox_schema, pending
-from relays import RelayProcess, outboxkit_env
-from server_clients import pg_connection
+
+from tests.e2e.checks import Delivery, Verdict, eventually, verdict
+from tests.e2e.pg_writers import AuditedWriters, commit_order, create_audit_tables
+from tests.e2e.readers import read_deliveries
+from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.support.nats import LocalNatsServer, Stream, make_stream, scratch_stream
+from tests.support.postgres import outbox_schema, pg_connection
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -81,11 +83,10 @@ async def shared_js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 
 
 @pytest.fixture
-async def shared_stream(shared_js: JetStreamContext) -> AsyncIterator[Any]:
+async def shared_stream(shared_js: JetStreamContext) -> AsyncIterator[Stream]:
     """A fresh stream on the shared server, deleted after the test."""
-    stream = await nats_support.make_stream(shared_js, duplicate_window=DUPLICATE_WINDOW)
-    yield stream
-    await shared_js.delete_stream(stream.name)
+    async with scratch_stream(shared_js, duplicate_window=DUPLICATE_WINDOW) as stream:
+        yield stream
 
 
 class Relays:
@@ -169,6 +170,12 @@ def aggregates(count: int) -> list[str]:
 async def stream_count(js: JetStreamContext, stream: str) -> int:
     info = await js.stream_info(stream)
     return int(info.state.messages)
+
+
+async def pending(conn: asyncpg.Connection, schema: str) -> int:
+    """Messages still in the outbox (not yet acknowledged by a relay)."""
+    count: int = await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")
+    return count
 
 
 async def drained(db: asyncpg.Connection, schema: str, timeout: float) -> float:
@@ -304,17 +311,16 @@ async def test_nats_restart_during_run(
     postgres_url: str,
     schema: str,
     db: asyncpg.Connection,
-    tmp_path: Path,
+    local_nats: Callable[..., LocalNatsServer],
     relays: Any,
 ) -> None:
     total, started = 10_000, time.monotonic()
-    server = nats_support.LocalNatsServer(tmp_path / "nats")
-    server.start()
+    server = local_nats()
     client: Client | None = None
     try:
         client = await _connect(server.url)
         js = client.jetstream()
-        stream = await nats_support.make_stream(js, duplicate_window=DUPLICATE_WINDOW)
+        stream = await make_stream(js, duplicate_window=DUPLICATE_WINDOW)
         env = relay_env(
             postgres_url,
             schema,

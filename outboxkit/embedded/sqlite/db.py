@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from importlib.resources import files
 
 from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMN_DEFS
 from outboxkit.errors import ConfigurationError, SchemaMissingError
-from outboxkit.sql_names import check_identifier
+from outboxkit.sql_names import check_identifier, quote_identifier
 
 __all__ = [
     "NOW",
@@ -26,35 +27,49 @@ NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """SQL expression: the database clock in seconds since the epoch (stable within a statement)."""
 
 BUSY_TIMEOUT_MS = 10_000
-MIGRATIONS = ("schema.sql",)
+MIGRATIONS = ("schema.sql", "schema_2.sql")
 """Schema scripts; script ``i`` upgrades version ``i`` to ``i + 1``."""
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_TABLE_TOKEN = re.compile(r"\{table\}(\w*)")
+"""``{table}`` of a schema script and a suffix glued to it (``{table}_dead``): one quoted name."""
 
 
 @dataclass(frozen=True)
 class Tables:
-    """The outbox table and its helper tables, from a validated base name."""
+    """The outbox table and its helper tables, from a validated base name.
 
-    outbox: str
+    ``name`` is the name as configured, for messages; the other attributes are the tables'
+    quoted names, for SQL, so reserved words (``order``) work as table names.
+    """
+
+    name: str
 
     def __post_init__(self) -> None:
-        check_identifier(self.outbox, "SQLite outbox table name")
+        check_identifier(self.name, "SQLite outbox table name")
+
+    def _quoted(self, suffix: str = "") -> str:
+        return quote_identifier(self.name + suffix)
+
+    @property
+    def outbox(self) -> str:
+        return self._quoted()
 
     @property
     def dead(self) -> str:
-        return f"{self.outbox}_dead"
+        return self._quoted("_dead")
 
     @property
     def leases(self) -> str:
-        return f"{self.outbox}_leases"
+        return self._quoted("_leases")
 
     @property
     def instances(self) -> str:
-        return f"{self.outbox}_instances"
+        return self._quoted("_instances")
 
     @property
     def meta(self) -> str:
-        return f"{self.outbox}_meta"
+        return self._quoted("_meta")
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -96,12 +111,12 @@ def read_shard_count(conn: sqlite3.Connection, tables: Tables) -> int:
     count = _meta_value(conn, tables, "shard_count")
     if version is None or count is None:
         raise SchemaMissingError(
-            f"the SQLite outbox table {tables.outbox!r} does not exist: "
+            f"the SQLite outbox table {tables.name!r} does not exist: "
             "run `outboxkit migrate --store sqlite`"
         )
     if int(version) != SCHEMA_VERSION:
         raise SchemaMissingError(
-            f"the SQLite outbox {tables.outbox!r} has schema version {version}, this outboxkit "
+            f"the SQLite outbox {tables.name!r} has schema version {version}, this outboxkit "
             f"needs {SCHEMA_VERSION}: run `outboxkit migrate --store sqlite`"
         )
     return int(count)
@@ -110,7 +125,8 @@ def read_shard_count(conn: sqlite3.Connection, tables: Tables) -> int:
 def _script(name: str, tables: Tables) -> list[str]:
     text = files("outboxkit.embedded.sqlite").joinpath(name).read_text(encoding="utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-    sql = body.format(table=tables.outbox, message_columns=MESSAGE_COLUMN_DEFS)
+    body = _TABLE_TOKEN.sub(lambda m: quote_identifier(tables.name + m.group(1)), body)
+    sql = body.format(message_columns=MESSAGE_COLUMN_DEFS)
     return [s.strip() for s in sql.split(";") if s.strip()]
 
 
@@ -123,7 +139,7 @@ def migrate_schema(conn: sqlite3.Connection, tables: Tables, shard_count: int) -
         version = int(_meta_value(conn, tables, "schema_version") or 0)
         if version > SCHEMA_VERSION:
             raise ConfigurationError(
-                f"the SQLite outbox {tables.outbox!r} has schema version {version}, newer than "
+                f"the SQLite outbox {tables.name!r} has schema version {version}, newer than "
                 f"this outboxkit ({SCHEMA_VERSION}): upgrade outboxkit"
             )
         for name in MIGRATIONS[version:]:

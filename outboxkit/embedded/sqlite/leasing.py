@@ -69,7 +69,7 @@ def acquire(
             (shard,),
         ).fetchone()
         if row is None:
-            raise ValueError(f"shard {shard} does not exist in {t.outbox!r}")
+            raise ValueError(f"shard {shard} does not exist in {t.name!r}")
         holder, token, live = row
         if live and holder != owner:
             return None
@@ -116,7 +116,4 @@ def check_lease(conn: sqlite3.Connection, t: Tables, lease: Lease) -> None:
         (lease.shard, lease.owner, lease.token),
     ).fetchone()
     if row is None:
-        raise LeaseLostError(
-            f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
-            f"{lease.owner!r}: it expired or was taken over; nothing was changed"
-        )
+        raise LeaseLostError.not_held(lease)

@@ -13,14 +13,18 @@ import msgspec
 from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMNS, message_from_row
 from outboxkit.embedded.sqlite.db import NOW, Tables, immediate
 from outboxkit.embedded.sqlite.leasing import check_lease
-from outboxkit.protocols import DeadLetter, Envelope, Lease
+from outboxkit.errors import DeadLetterNotFoundError
+from outboxkit.protocols import BLOCKED_SAMPLE, DeadLetter, Envelope, Lease
 
 __all__ = [
     "ack",
+    "blocked",
     "claim",
     "count_pending",
     "dead_letter",
     "dead_letters",
+    "discard",
+    "purge",
     "replay",
     "retry",
 ]
@@ -28,15 +32,27 @@ __all__ = [
 _JSON_LIST = "(SELECT value FROM json_each(?))"
 
 
-def claim(conn: sqlite3.Connection, t: Tables, shard: int, limit: int) -> list[Envelope]:
+_AFTER_DEAD_LETTER = (
+    "EXISTS (SELECT 1 FROM {dead} AS d WHERE d.shard = o.shard "
+    "AND d.aggregate_id = o.aggregate_id AND COALESCE(d.position, 0) < o.position)"
+)
+"""SQL: the outbox row ``o`` comes after a dead letter of its aggregate (a letter from
+schema version 1, without a position, comes before every row)."""
+
+
+def claim(
+    conn: sqlite3.Connection, t: Tables, shard: int, limit: int, block: bool = True
+) -> list[Envelope]:
     """Due messages of ``shard`` in position order; an aggregate is skipped from its first
-    message that is not yet due, so nothing overtakes a message waiting for its retry."""
+    message that is not yet due, so nothing overtakes a message waiting for its retry, and
+    with ``block`` from its first dead letter on."""
+    after_dead = " AND NOT " + _AFTER_DEAD_LETTER.format(dead=t.dead) if block else ""
     rows = conn.execute(
         f"WITH blocked AS (SELECT aggregate_id, MIN(position) AS since FROM {t.outbox} "
         f"  WHERE shard = ? AND available_at > {NOW} GROUP BY aggregate_id) "
         f"SELECT {MESSAGE_COLUMNS}, position, attempts FROM {t.outbox} AS o "
         "WHERE shard = ? AND NOT EXISTS (SELECT 1 FROM blocked AS b "
-        "  WHERE b.aggregate_id = o.aggregate_id AND b.since <= o.position) "
+        f"  WHERE b.aggregate_id = o.aggregate_id AND b.since <= o.position){after_dead} "
         "ORDER BY position LIMIT ?",
         (shard, shard, limit),
     ).fetchall()
@@ -101,9 +117,10 @@ def dead_letter(
         where = f"WHERE shard = ? AND position IN {_JSON_LIST}"
         args = (lease.shard, _positions(envelopes))
         conn.execute(
-            f"INSERT INTO {t.dead} ({MESSAGE_COLUMNS}, shard, attempts, error, failed_at) "
-            f"SELECT {MESSAGE_COLUMNS}, shard, attempts + 1, ?, {NOW} FROM {t.outbox} "
-            f"{where} ORDER BY position",
+            f"INSERT INTO {t.dead} "
+            f"({MESSAGE_COLUMNS}, shard, attempts, error, failed_at, position) "
+            f"SELECT {MESSAGE_COLUMNS}, shard, attempts + 1, ?, {NOW}, position "
+            f"FROM {t.outbox} {where} ORDER BY position",
             (error, *args),
         )
         conn.execute(f"DELETE FROM {t.outbox} {where}", args)
@@ -130,20 +147,52 @@ def dead_letters(conn: sqlite3.Connection, t: Tables, limit: int) -> list[DeadLe
     ]
 
 
+def _chosen(
+    conn: sqlite3.Connection, t: Tables, ids: Sequence[UUID] | None
+) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause and arguments selecting the dead letters ``ids`` (all if None);
+    raise :class:`DeadLetterNotFoundError` if any of them is not a dead letter."""
+    if ids is None:
+        return "", ()
+    wanted = [str(i) for i in dict.fromkeys(ids)]
+    args = (msgspec.json.encode(wanted).decode(),)
+    found = {r[0] for r in conn.execute(f"SELECT id FROM {t.dead} WHERE id IN {_JSON_LIST}", args)}
+    missing = [UUID(i) for i in wanted if i not in found]
+    if missing:
+        raise DeadLetterNotFoundError(missing)
+    return f"WHERE id IN {_JSON_LIST}", args
+
+
 def replay(conn: sqlite3.Connection, t: Tables, ids: Sequence[UUID] | None) -> int:
-    """Move dead letters (all if ``ids`` is None) back to the outbox as fresh messages."""
-    where = "" if ids is None else f"WHERE id IN {_JSON_LIST}"
-    args: tuple[str, ...] = (
-        () if ids is None else (msgspec.json.encode([str(i) for i in ids]).decode(),)
-    )
+    """Move dead letters (all if ``ids`` is None) back to the outbox, each at the position
+    it had (a letter of schema version 1 without one goes to the end); none if any id is
+    not a dead letter."""
     with immediate(conn):
+        where, args = _chosen(conn, t, ids)
         moved = conn.execute(
-            f"INSERT INTO {t.outbox} (shard, {MESSAGE_COLUMNS}, enqueued_at, available_at) "
-            f"SELECT shard, {MESSAGE_COLUMNS}, {NOW}, {NOW} FROM {t.dead} {where} ORDER BY seq",
+            f"INSERT INTO {t.outbox} "
+            f"(position, shard, {MESSAGE_COLUMNS}, enqueued_at, available_at) "
+            f"SELECT position, shard, {MESSAGE_COLUMNS}, {NOW}, {NOW} FROM {t.dead} {where} "
+            "ORDER BY seq",
             args,
         ).rowcount
         conn.execute(f"DELETE FROM {t.dead} {where}", args)
     return moved
+
+
+def discard(conn: sqlite3.Connection, t: Tables, ids: Sequence[UUID] | None) -> int:
+    """Delete dead letters (all if ``ids`` is None); none if any id is not a dead letter."""
+    with immediate(conn):
+        where, args = _chosen(conn, t, ids)
+        return conn.execute(f"DELETE FROM {t.dead} {where}", args).rowcount
+
+
+def purge(conn: sqlite3.Connection, t: Tables, older_than: float) -> int:
+    """Delete the dead letters that failed more than ``older_than`` s ago (database clock)."""
+    with immediate(conn):
+        return conn.execute(
+            f"DELETE FROM {t.dead} WHERE failed_at < {NOW} - ?", (older_than,)
+        ).rowcount
 
 
 def count_pending(conn: sqlite3.Connection, t: Tables) -> tuple[int, float | None, int]:
@@ -153,3 +202,17 @@ def count_pending(conn: sqlite3.Connection, t: Tables) -> tuple[int, float | Non
     ).fetchone()
     (dead,) = conn.execute(f"SELECT COUNT(*) FROM {t.dead}").fetchone()
     return int(pending), None if age is None else max(0.0, float(age)), int(dead)
+
+
+def blocked(conn: sqlite3.Connection, t: Tables) -> tuple[int, list[str], int]:
+    """Aggregates with a dead letter (count, the first few ids) and the pending messages
+    that come after a dead letter of their aggregate."""
+    (count,) = conn.execute(f"SELECT COUNT(DISTINCT aggregate_id) FROM {t.dead}").fetchone()
+    sample = conn.execute(
+        f"SELECT DISTINCT aggregate_id FROM {t.dead} ORDER BY aggregate_id LIMIT ?",
+        (BLOCKED_SAMPLE,),
+    ).fetchall()
+    (parked,) = conn.execute(
+        f"SELECT COUNT(*) FROM {t.outbox} AS o WHERE " + _AFTER_DEAD_LETTER.format(dead=t.dead)
+    ).fetchone()
+    return int(count), [str(r[0]) for r in sample], int(parked)

@@ -1,5 +1,5 @@
--- outboxkit SQLite schema, version 1. {table} is a validated identifier; {message_columns}
--- the message columns of codec.MESSAGE_COLUMN_DEFS.
+-- outboxkit SQLite schema, version 1. {table}[_suffix] becomes a quoted, validated identifier;
+-- {message_columns} the message columns of codec.MESSAGE_COLUMN_DEFS.
 -- Times are seconds since the epoch read from SQLite's own clock (the database clock).
 CREATE TABLE IF NOT EXISTS {table} (
     position INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -20,9 +20,16 @@ import anyio.to_thread
 from outboxkit.embedded.sqlite import leasing, messages
 from outboxkit.embedded.sqlite.db import Tables, connect, migrate_schema, read_shard_count
 from outboxkit.embedded.sqlite.settings import SqliteSettings
-from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from outboxkit.errors import ConfigurationError, SchemaMissingError, StoreUnavailableError
 from outboxkit.plugins import StorePlugin
-from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.protocols import (
+    DeadLetter,
+    DeadLetterPolicy,
+    Envelope,
+    Lease,
+    LeaseInfo,
+    StoreStatus,
+)
 
 __all__ = ["SqliteStore", "plugin"]
 
@@ -48,6 +55,11 @@ class SqliteStore:
             raise RuntimeError("SqliteStore.shard_count is known only after open()")
         return self._shard_count
 
+    @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` polls ``PRAGMA data_version`` and names no shard."""
+        return False
+
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._lock:
             conn = self._conn
@@ -64,7 +76,16 @@ class SqliteStore:
             ) from exc
 
     async def open(self) -> None:
-        """Open the database file and check the schema (``SchemaMissingError`` if absent)."""
+        """Open the database file and check the schema (``SchemaMissingError`` if absent).
+
+        Only :meth:`migrate` creates the file: the relay and the read commands never do.
+        """
+        path = self._settings.path
+        if path != ":memory:" and not await anyio.Path(path).exists():
+            raise SchemaMissingError(
+                f"the SQLite outbox database {path!r} does not exist: run "
+                "`outboxkit migrate --store sqlite` (with the same --sqlite-path)"
+            )
         self._shard_count = await self._run(lambda c: read_shard_count(c, self._tables))
 
     async def close(self) -> None:
@@ -105,9 +126,13 @@ class SqliteStore:
         """Give up the given leases (only those still held with the same token)."""
         await self._run(lambda c: leasing.release(c, self._tables, leases))
 
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Pending, due messages of ``lease.shard`` in position order."""
-        return await self._run(lambda c: messages.claim(c, self._tables, lease.shard, limit))
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
+        """Pending, due messages of ``lease.shard`` in position order (with ``block``, none
+        after a dead letter of its aggregate)."""
+        block = on_dead_letter == "block"
+        return await self._run(lambda c: messages.claim(c, self._tables, lease.shard, limit, block))
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
         """Remove published messages. Fenced."""
@@ -138,6 +163,7 @@ class SqliteStore:
 
         def read(c: sqlite3.Connection) -> StoreStatus:
             pending, age, dead = messages.count_pending(c, self._tables)
+            blocked, sample, parked = messages.blocked(c, self._tables)
             return StoreStatus(
                 pending=pending,
                 oldest_pending_age=age,
@@ -145,6 +171,9 @@ class SqliteStore:
                 shard_count=self.shard_count,
                 instances=leasing.live_instances(c, self._tables),
                 leases=leasing.lease_infos(c, self._tables),
+                blocked_aggregates=blocked,
+                blocked_sample=sample,
+                parked=parked,
             )
 
         return await self._run(read)
@@ -154,8 +183,18 @@ class SqliteStore:
         return await self._run(lambda c: messages.dead_letters(c, self._tables, limit))
 
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all if ``ids`` is None) back to the outbox; return how many."""
+        """Move dead letters (all if ``ids`` is None) back to their place in the outbox;
+        return how many (none if an id is not a dead letter: ``DeadLetterNotFoundError``)."""
         return await self._run(lambda c: messages.replay(c, self._tables, ids))
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None); return how many (none if an id is
+        not a dead letter: ``DeadLetterNotFoundError``)."""
+        return await self._run(lambda c: messages.discard(c, self._tables, ids))
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` s ago."""
+        return await self._run(lambda c: messages.purge(c, self._tables, older_than))
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

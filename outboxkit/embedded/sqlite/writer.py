@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from outboxkit.embedded.sqlite.codec import MESSAGE_COLUMNS, message_row
 from outboxkit.embedded.sqlite.db import NOW, Tables, read_shard_count
-from outboxkit.errors import ConfigurationError, InvalidMessageError
-from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
+from outboxkit.errors import transaction_required
+from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message, check_messages
 from outboxkit.sharding import shard_of
 
 __all__ = ["SqliteOutbox"]
@@ -45,18 +45,12 @@ class SqliteOutbox:
 
     def add_many(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
         """Add ``messages`` in order, in ``conn``'s current transaction, in one statement."""
-        for message in messages:
-            if not isinstance(message, Message):
-                raise InvalidMessageError(
-                    f"expected an outboxkit Message, got {type(message).__name__}"
-                )
-            message.check_size(self._max_payload_bytes)
+        check_messages(messages, self._max_payload_bytes)
         if not messages:
             return
         if conn.isolation_level is None and not conn.in_transaction:
-            raise ConfigurationError(
-                "the connection is in autocommit mode outside a transaction: run BEGIN first, "
-                "so the outbox messages commit or roll back with the business change"
+            raise transaction_required(
+                "SqliteOutbox.add", "the connection is in autocommit mode: run BEGIN first"
             )
         shard_count = read_shard_count(conn, self._tables)
         conn.executemany(

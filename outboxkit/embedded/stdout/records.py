@@ -18,16 +18,27 @@ class JsonLine(msgspec.Struct, kw_only=True, frozen=True):
     ``payload_encoding`` is ``"json"``, else a base64 string of the bytes."""
 
     id: str
+    """The message id."""
     destination: str
+    """The topic the message was published to."""
     key: str
+    """The partition key."""
     aggregate_type: str
+    """``Message.aggregate_type``."""
     aggregate_id: str
+    """``Message.aggregate_id``."""
     event_type: str
+    """``Message.event_type``."""
     headers: dict[str, str]
+    """The message's headers."""
     content_type: str
+    """``Message.content_type``."""
     payload_encoding: Literal["json", "base64"]
+    """How ``payload`` is written."""
     payload: msgspec.Raw
+    """The JSON value itself, or a base64 string of the bytes."""
     created_at: datetime
+    """``Message.created_at``."""
 
 
 def _is_json(content_type: str) -> bool:

@@ -7,7 +7,7 @@ outcome of each message and the aggregates that failed so far.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aiokafka's send() returns asyncio futures
 from collections.abc import Sequence
 from typing import Any
 

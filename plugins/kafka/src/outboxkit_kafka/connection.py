@@ -8,7 +8,7 @@ without duplicates from its own retries.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # open_connection as aiokafka does: its OSError keeps the errno
 import logging
 import os
 import ssl

@@ -12,7 +12,7 @@ duplicate a record; consumers drop duplicates by the ``outboxkit-id`` header.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aiokafka cancels deliveries with asyncio.CancelledError
 
 from aiokafka import errors as kafka_errors
 

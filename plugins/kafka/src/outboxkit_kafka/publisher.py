@@ -47,6 +47,7 @@ __all__ = ["CONTENT_TYPE_HEADER", "KafkaPublisher", "PublisherStats"]
 log = logging.getLogger("outboxkit.kafka")
 
 CONTENT_TYPE_HEADER = "content-type"
+"""The Kafka header carrying ``Message.content_type``."""
 
 
 class PublisherStats(metrics.PublisherStats, kw_only=True):
@@ -77,7 +78,9 @@ class KafkaPublisher:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
+        """The publisher's settings."""
         self.stats = PublisherStats()
+        """Cumulative outcome counters."""
         self._producer: AIOKafkaProducer | None = None
         self._topics: TopicCheck | None = None
         self._creator = TopicCreator(settings) if settings.create_topics else None
@@ -108,6 +111,13 @@ class KafkaPublisher:
                 except Exception as exc:
                     log.warning("Kafka flush on close failed: %s", exc)
             await producer.stop()
+
+    async def ping(self) -> None:
+        """Fetch the cluster's metadata: the relay's readiness check (it bounds the wait)."""
+        producer = self._producer
+        if producer is None:
+            raise PublisherUnavailableError("the Kafka publisher is not open")
+        await producer.client.fetch_all_metadata()
 
     def _broken(self) -> str | None:
         """Why the producer must be replaced, if it must."""

@@ -37,7 +37,7 @@ producer is marked :attr:`Sender.spoiled` and replaced before the next batch.
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # aiokafka's send() returns asyncio futures
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple

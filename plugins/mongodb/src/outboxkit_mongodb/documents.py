@@ -13,17 +13,19 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
+from outboxkit.errors import StoreUnavailableError
 from outboxkit.message import Message
 from outboxkit.protocols import Envelope
 from outboxkit_mongodb.claimed import ClaimedDocument, ClaimedDocuments
 from outboxkit_mongodb.entries import as_utc, decode_entry, encode_entry, make_ref, parse_ref
 from outboxkit_mongodb.names import OutboxFields
 from outboxkit_mongodb.schema import Schema
-from outboxkit_mongodb.writer import outbox_update
 
 __all__ = ["Outboxes"]
 
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+PUT_BACK_TRIES = 20
+"""Compare-and-set rounds of a replay into one document before it gives up."""
 
 Update = tuple[dict[str, Any], dict[str, Any]]
 """(filter, update) of one document."""
@@ -49,17 +51,22 @@ class Outboxes:
         self._positions = itertools.count(time.time_ns() // 1000)
         self._claimed = ClaimedDocuments()
 
-    def claim_filter(self, shard: int, now: datetime) -> dict[str, Any]:
-        """Documents of ``shard`` with pending entries that are not in retry backoff."""
+    def claim_filter(self, shard: int, now: datetime, block: bool = True) -> dict[str, Any]:
+        """Documents of ``shard`` with pending entries that are not in retry backoff (and,
+        with ``block``, have no dead letter)."""
         f = self._fields
-        return {f.shard: shard, f.pending: True, f.due: {"$not": {"$gt": now}}}
+        found = {f.shard: shard, f.pending: True, f.due: {"$not": {"$gt": now}}}
+        return {**found, f.dead: {"$exists": False}} if block else found
 
     @property
     def claim_sort(self) -> list[tuple[str, int]]:
         return [(self._fields.since, 1), ("_id", 1)]
 
-    async def claim(self, shard: int, limit: int, now: datetime) -> list[Envelope]:
-        """Up to ``limit`` entries of due documents in ``shard``, whole documents first.
+    async def claim(
+        self, shard: int, limit: int, now: datetime, block: bool = True
+    ) -> list[Envelope]:
+        """Up to ``limit`` entries of due documents in ``shard``, whole documents first
+        (with ``block``, none of a document that has a dead letter).
 
         Documents are taken oldest pending first (``<f>_since``, through the claim index;
         across collections by the same key), each with all its entries in array order (its
@@ -73,7 +80,7 @@ class Outboxes:
         for name in self._schema.collections:
             cursor = (
                 self._schema.aggregates(name)
-                .find(self.claim_filter(shard, now), projection)
+                .find(self.claim_filter(shard, now, block), projection)
                 .sort(self.claim_sort)
                 .limit(limit)
             )
@@ -110,9 +117,14 @@ class Outboxes:
         return envelopes
 
     async def remove(
-        self, envelopes: Sequence[Envelope], session: AsyncClientSession | None
+        self,
+        envelopes: Sequence[Envelope],
+        session: AsyncClientSession | None,
+        *,
+        dead: bool = False,
     ) -> None:
-        """Remove exactly these entries; clear the markers of documents they empty.
+        """Remove exactly these entries; clear the markers of documents they empty. With
+        ``dead``, the same update of each document adds the entries' ids to ``<f>_dead``.
 
         Per collection, one bulk write of one update per document, from what the claim read:
 
@@ -136,9 +148,9 @@ class Outboxes:
                 ids = [str(e.message.id) for e in items]
                 claimed = self._claimed.take(items[0].ref)
                 if claimed is None or len(claimed.seen(ids)) < len(ids):
-                    await self._read_and_remove(coll, doc_id, ids, session)
+                    await self._read_and_remove(coll, doc_id, ids, session, dead)
                     continue
-                empty, pull = self._plan(doc_id, claimed, ids)
+                empty, pull = self._plan(doc_id, claimed, ids, dead)
                 if empty is None:
                     pulls.append(UpdateOne(*pull))
                 else:
@@ -150,12 +162,16 @@ class Outboxes:
                 await self._schema.bulk_write(coll, pulls, session)
 
     def _plan(
-        self, doc_id: Any, claimed: ClaimedDocument, ids: Sequence[str]
+        self, doc_id: Any, claimed: ClaimedDocument, ids: Sequence[str], dead: bool = False
     ) -> tuple[Update | None, Update]:
         """The guarded emptying (None unless ``ids`` were the whole outbox) and the pull of
-        the entries ``ids`` (all seen by ``claimed``)."""
-        pull = self._pull(doc_id, [claimed.entries[i] for i in ids], ids)
-        return (self._empty(doc_id, claimed.seq) if claimed.whole(ids) else None), pull
+        the entries ``ids`` (all seen by ``claimed``); with ``dead`` both mark them dead."""
+        mark = {"$addToSet": {self._fields.dead: {"$each": list(ids)}}} if dead else {}
+        where, pull = self._pull(doc_id, [claimed.entries[i] for i in ids], ids)
+        if not claimed.whole(ids):
+            return None, (where, pull | mark)
+        guard, empty = self._empty(doc_id, claimed.seq)
+        return (guard, empty | mark), (where, pull | mark)
 
     def _empty(self, doc_id: Any, seq: Any) -> Update:
         """Empty the outbox and unset the markers, unless appended to since ``seq``."""
@@ -176,6 +192,7 @@ class Outboxes:
         doc_id: Any,
         ids: Sequence[str],
         session: AsyncClientSession | None,
+        dead: bool = False,
     ) -> None:
         f = self._fields
         current = await coll.find_one(
@@ -185,7 +202,7 @@ class Outboxes:
             return
         read = ClaimedDocument.read(current, f)
         present = read.seen(ids)
-        empty, pull = self._plan(doc_id, read, present)
+        empty, pull = self._plan(doc_id, read, present, dead)
         if empty is not None and (await coll.update_one(*empty, session=session)).matched_count:
             return
         if present:
@@ -213,27 +230,78 @@ class Outboxes:
             ]
             await self._schema.bulk_write(self._schema.aggregates(name), ops, session)
 
-    async def append(self, collection: str, doc_id: Any, message: Message, shard: int) -> bool:
-        """Append ``message`` to an existing document's outbox (replay); False if it is gone."""
-        result = await self._schema.aggregates(collection).update_one(
-            {"_id": doc_id}, outbox_update(self._fields, shard, [message])
-        )
-        return result.matched_count > 0
+    async def put_back(
+        self, collection: str, doc_id: Any, shard: int, messages: Sequence[Message]
+    ) -> bool:
+        """Put dead-lettered ``messages`` (in their original order) back at the front of the
+        document's outbox, where they were, and drop their ids from ``<f>_dead``; False if
+        the document is gone.
 
-    async def backlog(self, now: datetime) -> tuple[int, float | None]:
-        """Pending entries in all collections and the age of the oldest (by its write time)."""
+        The array is rewritten with a compare-and-set on its value and ``<f>_seq`` (servers
+        such as FerretDB 1.x ignore ``$push``'s ``$position``), so an ack or an append that
+        lands in between makes it read and try again. An entry still in the array (a
+        dead-lettering interrupted halfway) is not added twice.
+        """
         f = self._fields
-        count = 0
+        coll = self._schema.aggregates(collection)
+        ids = [str(m.id) for m in messages]
+        for _ in range(PUT_BACK_TRIES):
+            doc = await coll.find_one({"_id": doc_id}, {f.array: 1, f.seq: 1})
+            if doc is None:
+                return False
+            current = doc.get(f.array)
+            present = {str(raw.get("id")) for raw in current or []}
+            back = [m for m in messages if str(m.id) not in present]
+            update: dict[str, Any] = {
+                "$set": {
+                    f.array: [encode_entry(m) for m in back] + list(current or []),
+                    f.pending: True,
+                    f.shard: shard,
+                },
+                "$pullAll": {f.dead: ids},
+            }
+            if back:
+                update["$min"] = {f.since: min(m.created_at for m in back)}
+                update["$inc"] = {f.seq: len(back)}  # a write: change streams wake the relay
+            guard = {"_id": doc_id, f.seq: doc.get(f.seq), f.array: current}
+            if (await coll.update_one(guard, update)).matched_count:
+                await self._unset_empty_dead(coll, doc_id)
+                return True
+        raise StoreUnavailableError(
+            f"replay into document {doc_id!r} of {collection!r}: its outbox kept changing "
+            f"({PUT_BACK_TRIES} tries); run the replay again"
+        )
+
+    async def forget_dead(self, collection: str, doc_id: Any, ids: Sequence[str]) -> None:
+        """Drop ``ids`` from the document's ``<f>_dead`` (discarded dead letters)."""
+        coll = self._schema.aggregates(collection)
+        await coll.update_one({"_id": doc_id}, {"$pullAll": {self._fields.dead: list(ids)}})
+        await self._unset_empty_dead(coll, doc_id)
+
+    async def _unset_empty_dead(self, coll: AsyncCollection[dict[str, Any]], doc_id: Any) -> None:
+        """Remove ``<f>_dead`` if it is empty, so the claim filter sees no dead letter (an
+        id added meanwhile keeps it)."""
+        dead = self._fields.dead
+        await coll.update_one({"_id": doc_id, dead: {"$size": 0}}, {"$unset": {dead: ""}})
+
+    async def backlog(self, now: datetime) -> tuple[int, float | None, int]:
+        """Pending entries in all collections, the age of the oldest (by its write time) and
+        how many of them are in documents with a dead letter."""
+        f = self._fields
+        count = parked = 0
         oldest: datetime | None = None
         for name in self._schema.collections:
-            cursor = self._schema.aggregates(name).find({f.pending: True}, {f.array: 1})
+            cursor = self._schema.aggregates(name).find({f.pending: True}, {f.array: 1, f.dead: 1})
             async for doc in cursor:
-                for raw in doc.get(f.array) or []:
+                entries = doc.get(f.array) or []
+                if doc.get(f.dead):
+                    parked += len(entries)
+                for raw in entries:
                     count += 1
                     created = decode_entry(raw).created_at
                     oldest = created if oldest is None else min(oldest, created)
         age = None if oldest is None else max(0.0, (now - oldest) / timedelta(seconds=1))
-        return count, age
+        return count, age, parked
 
 
 def dead_letter_document(

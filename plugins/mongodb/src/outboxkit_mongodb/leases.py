@@ -126,8 +126,5 @@ class Leases:
         else:
             held = await self._schema.leases.find_one(_held(lease, now), {"_id": 1}) is not None
         if not held:
-            raise LeaseLostError(
-                f"lease of shard {lease.shard} (owner {lease.owner!r}, token {lease.token}) is "
-                "no longer held: it expired or was taken over; nothing was changed"
-            )
+            raise LeaseLostError.not_held(lease)
         return now

@@ -6,10 +6,12 @@ A document with pending messages carries, next to its outbox array ``<f>``:
 * ``<f>_since``: earliest write time of its pending entries (claim order across documents);
 * ``<f>_seq``: count of entries ever appended (written only by writers: change streams use it
   to tell writes from acks);
-* ``<f>_due``, ``<f>_retry`` (message id -> failed attempts), ``<f>_error``: retry state.
+* ``<f>_due``, ``<f>_retry`` (message id -> failed attempts), ``<f>_error``: retry state;
+* ``<f>_dead``: the ids of its entries that were dead-lettered and not yet replayed or
+  discarded (absent when none): with ``on_dead_letter=block`` the claim skips the document.
 
-All but ``<f>_seq`` are removed when the array becomes empty, so the sparse claim index holds
-only documents with pending entries.
+All but ``<f>_seq`` and ``<f>_dead`` are removed when the array becomes empty, so the sparse
+claim index holds only documents with pending entries.
 """
 
 from __future__ import annotations
@@ -87,11 +89,15 @@ class OutboxFields:
         return f"{self.array}_error"
 
     @property
+    def dead(self) -> str:
+        return f"{self.array}_dead"
+
+    @property
     def reserved(self) -> frozenset[str]:
         """Top-level fields only outboxkit may write."""
         return frozenset(
             {self.array, self.pending, self.shard, self.since, self.seq, self.due}
-            | {self.retry, self.error}
+            | {self.retry, self.error, self.dead}
         )
 
     @property

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from outboxkit.sharding import DEFAULT_SHARD_COUNT
+
 __all__ = ["MongoSettings"]
 
 
@@ -36,7 +38,7 @@ class MongoSettings(msgspec.Struct, kw_only=True, frozen=True):
     ] = "_id"
     shard_count: Annotated[
         int, msgspec.Meta(ge=1, description="number of shards, fixed when migrate first runs")
-    ] = 64
+    ] = DEFAULT_SHARD_COUNT
     poll_interval: Annotated[
         float,
         msgspec.Meta(gt=0, description="seconds between polls when change streams are not used"),

@@ -12,7 +12,6 @@ worst case is that the new owner publishes an entry again (a duplicate, as aroun
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -25,9 +24,17 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI, PyMongoError
 
-from outboxkit.errors import ConfigurationError, StoreUnavailableError
-from outboxkit.masking import mask_dsn
-from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, StoreUnavailableError
+from outboxkit.masking import mask_url, scrub
+from outboxkit.protocols import (
+    BLOCKED_SAMPLE,
+    DeadLetter,
+    DeadLetterPolicy,
+    Envelope,
+    Lease,
+    LeaseInfo,
+    StoreStatus,
+)
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -43,22 +50,9 @@ log = logging.getLogger("outboxkit.mongodb")
 
 Body = Callable[[AsyncClientSession | None, datetime], Awaitable[None]]
 
-
-_PASSWORD = re.compile(r"://[^/@:]*:([^/@]*)@")
-
-
-def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***``, even when the URL is malformed."""
-    try:
-        return mask_dsn(url)
-    except ValueError:
-        return _PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (e.g. a driver error) without the password of ``url``."""
-    found = _PASSWORD.search(url)
-    return text.replace(found.group(1), "***") if found and found.group(1) else text
+DEAD_LETTER_ORDER = [("failed_at", 1), ("_id", 1)]
+BLOCKED_BY = "entry.aggregate_id"
+"""The aggregate id of a dead letter (its document is blocked while it exists)."""
 
 
 def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
@@ -66,7 +60,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
     url = settings.url
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigurationError(
-            f"mongodb url {masked(url)!r} must start with mongodb:// or mongodb+srv://"
+            f"mongodb url {mask_url(url)!r} must start with mongodb:// or mongodb+srv://"
         )
     try:
         return AsyncMongoClient(
@@ -77,7 +71,7 @@ def connect(settings: MongoSettings) -> AsyncMongoClient[dict[str, Any]]:
         )
     except (InvalidURI, PyMongoConfigurationError, ValueError) as exc:
         raise ConfigurationError(
-            f"bad mongodb url {masked(url)!r}: {scrub(str(exc), url)}"
+            f"bad mongodb url {mask_url(url)!r}: {scrub(str(exc), url)}"
         ) from None
 
 
@@ -86,7 +80,9 @@ class MongoStore:
 
     def __init__(self, settings: MongoSettings) -> None:
         self.settings = settings
+        """The store's settings."""
         self.fields = OutboxFields(settings.outbox_field)
+        """Names of the outbox fields inside aggregate documents."""
         if settings.aggregate_field != "_id":
             check_field(settings.aggregate_field, "aggregate field")
         for name in settings.collections:
@@ -95,7 +91,9 @@ class MongoStore:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._shard_count: int | None = None
         self.server: ServerInfo | None = None
+        """What the server supports (known after ``open``)."""
         self.wakeup = Wakeup(settings.poll_interval)
+        """Wakes the relay's workers when messages are written."""
         self._writes: anyio.CapacityLimiter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -104,6 +102,11 @@ class MongoStore:
         if self._shard_count is None:
             raise RuntimeError("MongoStore.shard_count is known after open()")
         return self._shard_count
+
+    @property
+    def wakes_every_commit(self) -> bool:
+        """False: :meth:`wait` names no shard, so workers claim again after a short batch."""
+        return False
 
     @property
     def fencing(self) -> str:
@@ -119,7 +122,7 @@ class MongoStore:
         except PyMongoError as exc:
             await self.close()
             raise StoreUnavailableError(
-                f"cannot reach the MongoDB server at {masked(self.settings.url)}: "
+                f"cannot reach the MongoDB server at {mask_url(self.settings.url)}: "
                 f"{scrub(str(exc), self.settings.url)}"
             ) from None
         schema = Schema(
@@ -188,10 +191,13 @@ class MongoStore:
         await self._leases.release(leases)
 
     # -- messages -------------------------------------------------------------------------
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
         if limit < 1:
             return []
-        return await self._outboxes.claim(lease.shard, limit, await self._leases.now())
+        now = await self._leases.now()
+        return await self._outboxes.claim(lease.shard, limit, now, on_dead_letter == "block")
 
     async def _fenced(self, lease: Lease, body: Body) -> None:
         """Run ``body`` only while ``lease`` is held (in one transaction where supported),
@@ -242,7 +248,7 @@ class MongoStore:
                 for key, doc in (dead_letter_document(e, error, now) for e in envelopes)
             ]
             await self._schema.bulk_write(self._schema.dead_letters, ops, session)
-            await self._outboxes.remove(envelopes, session)
+            await self._outboxes.remove(envelopes, session, dead=True)
 
         await self._fenced(lease, body)
 
@@ -252,7 +258,8 @@ class MongoStore:
     # -- operations -----------------------------------------------------------------------
     async def status(self) -> StoreStatus:
         now = await self._leases.now()
-        pending, oldest_age = await self._outboxes.backlog(now)
+        pending, oldest_age, parked = await self._outboxes.backlog(now)
+        blocked = sorted(str(a) for a in await self._schema.dead_letters.distinct(BLOCKED_BY))
         return StoreStatus(
             pending=pending,
             oldest_pending_age=oldest_age,
@@ -265,14 +272,14 @@ class MongoStore:
                 ).to_list()
             ),
             leases=await self._leases.all(),
+            blocked_aggregates=len(blocked),
+            blocked_sample=blocked[:BLOCKED_SAMPLE],
+            parked=parked,
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         docs = (
-            await self._schema.dead_letters.find({})
-            .sort([("failed_at", 1), ("_id", 1)])
-            .limit(limit)
-            .to_list()
+            await self._schema.dead_letters.find({}).sort(DEAD_LETTER_ORDER).limit(limit).to_list()
         )
         return [
             DeadLetter(
@@ -285,20 +292,69 @@ class MongoStore:
             for doc in docs
         ]
 
+    async def _chosen(self, ids: Sequence[UUID] | None) -> list[dict[str, Any]]:
+        """The dead-letter documents ``ids`` (all if None), oldest first; raise
+        ``DeadLetterNotFoundError`` if any of ``ids`` is not a dead letter."""
+        wanted = None if ids is None else [str(i) for i in dict.fromkeys(ids)]
+        query: dict[str, Any] = {} if wanted is None else {"_id": {"$in": wanted}}
+        docs = await self._schema.dead_letters.find(query).sort(DEAD_LETTER_ORDER).to_list()
+        found = {str(doc["_id"]) for doc in docs}
+        missing = [UUID(i) for i in wanted or [] if i not in found]
+        if missing:
+            raise DeadLetterNotFoundError(missing)
+        return docs
+
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        query: dict[str, Any] = {} if ids is None else {"_id": {"$in": [str(i) for i in ids]}}
-        dead = self._schema.dead_letters
+        """Put dead letters (all if ``ids`` is None) back where they were in their
+        documents' outboxes (before the entries written after them); none if an id is not
+        a dead letter. A dead letter whose document no longer exists stays (logged)."""
         replayed = 0
-        async for doc in dead.find(query).sort([("failed_at", 1), ("_id", 1)]):
-            message = decode_entry(doc["entry"])
-            if await self._outboxes.append(doc["collection"], doc["doc_id"], message, doc["shard"]):
-                await dead.delete_one({"_id": doc["_id"]})
-                replayed += 1
+        for (collection, doc_id, shard), docs in _by_document(await self._chosen(ids)):
+            messages = [decode_entry(doc["entry"]) for doc in docs]
+            if await self._outboxes.put_back(collection, doc_id, shard, messages):
+                await self._schema.dead_letters.delete_many({"_id": {"$in": _ids(docs)}})
+                replayed += len(docs)
             else:
                 log.warning(
-                    "dead letter %s not replayed: document %r of %r no longer exists",
-                    doc["_id"],
-                    doc["doc_id"],
-                    doc["collection"],
+                    "dead letters %s not replayed: document %r of %r no longer exists",
+                    ", ".join(_ids(docs)),
+                    doc_id,
+                    collection,
                 )
         return replayed
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all if ``ids`` is None) and unblock their documents; none if
+        an id is not a dead letter."""
+        return await self._discard(await self._chosen(ids))
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` s ago."""
+        cutoff = await self._leases.now() - timedelta(seconds=older_than)
+        found = self._schema.dead_letters.find({"failed_at": {"$lt": cutoff}})
+        return await self._discard(await found.sort(DEAD_LETTER_ORDER).to_list())
+
+    async def _discard(self, docs: Sequence[dict[str, Any]]) -> int:
+        # Unblock first: a crash in between leaves a dead letter to discard again, never a
+        # document blocked by a dead letter that no longer exists.
+        for (collection, doc_id, _), letters in _by_document(docs):
+            await self._outboxes.forget_dead(collection, doc_id, _ids(letters))
+        if not docs:
+            return 0
+        result = await self._schema.dead_letters.delete_many({"_id": {"$in": _ids(docs)}})
+        return int(result.deleted_count)
+
+
+def _ids(docs: Sequence[dict[str, Any]]) -> list[str]:
+    return [str(doc["_id"]) for doc in docs]
+
+
+def _by_document(
+    docs: Sequence[dict[str, Any]],
+) -> list[tuple[tuple[str, Any, int], list[dict[str, Any]]]]:
+    """Dead-letter documents grouped by (collection, document id, shard), order kept."""
+    grouped: dict[tuple[str, str], tuple[tuple[str, Any, int], list[dict[str, Any]]]] = {}
+    for doc in docs:
+        where = (str(doc["collection"]), doc["doc_id"], int(doc["shard"]))
+        grouped.setdefault((where[0], repr(where[1])), (where, []))[1].append(doc)
+    return list(grouped.values())

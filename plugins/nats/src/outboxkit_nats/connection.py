@@ -13,14 +13,13 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import nats.errors
 from nats.aio.client import Client
 
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
-from outboxkit.masking import mask_dsn
+from outboxkit.masking import mask_url, mask_urls, scrub
 from outboxkit_nats.settings import NatsSettings
 
 __all__ = ["connect", "mask_server", "mask_servers"]
@@ -32,20 +31,12 @@ ErrorCallback = Callable[[Exception], Awaitable[None]]
 
 def mask_server(url: str) -> str:
     """``url`` with its password or token (``nats://token@host``) replaced by ``***``."""
-    masked = mask_dsn(url)
-    try:
-        parts = urlsplit(masked)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None or parts.password is not None:
-        return masked
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return mask_url(url, user_is_secret=True)
 
 
 def mask_servers(servers: list[str]) -> str:
     """The server list for messages, credentials masked."""
-    return ", ".join(mask_server(s) for s in servers)
+    return mask_urls(servers, user_is_secret=True)
 
 
 def is_auth_error(exc: BaseException) -> bool:
@@ -134,7 +125,9 @@ async def connect(settings: NatsSettings, error_cb: ErrorCallback) -> Client:
     if client.is_connected:
         return client
     await _close_quietly(client)
-    reason = _reason(errors, settings.connect_timeout)
+    reason = scrub(
+        _reason(errors, settings.connect_timeout), *settings.servers, user_is_secret=True
+    )
     raise PublisherUnavailableError(
         f"cannot connect to NATS at {mask_servers(settings.servers)}: {reason}"
     )

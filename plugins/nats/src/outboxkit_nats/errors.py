@@ -11,8 +11,6 @@ malformed, the user may not publish to the subject, the stream refused it with a
 
 from __future__ import annotations
 
-import asyncio
-
 import nats.errors
 import nats.js.errors
 
@@ -61,7 +59,7 @@ def classify(exc: BaseException, subject: str, timeout: float) -> Failed:
         )
     if isinstance(exc, nats.errors.BadSubjectError | nats.errors.BadHeaderError):
         return Failed(f"malformed subject {subject!r} or header: {exc}", retriable=False)
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return Failed(
             f"no JetStream PubAck from {subject!r} within {timeout:g}s; the outcome is "
             "unknown and the retry is deduplicated by Nats-Msg-Id",

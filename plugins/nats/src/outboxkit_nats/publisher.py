@@ -48,7 +48,9 @@ class NatsPublisher:
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
+        """The publisher's settings."""
         self.stats = PublisherStats()
+        """Cumulative outcome counters."""
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._limiter = anyio.CapacityLimiter(settings.max_in_flight)
@@ -132,6 +134,12 @@ class NatsPublisher:
                 ) from None
             return
         log.info("created JetStream stream %r capturing %s", stream, ", ".join(subjects))
+
+    async def ping(self) -> None:
+        """Round-trip a PING to the server: the relay's readiness check (it bounds the wait)."""
+        if self._client is None or not self._client.is_connected:
+            raise PublisherUnavailableError("not connected to NATS")
+        await self._client.flush()
 
     async def _jetstream(self) -> JetStreamContext:
         """The JetStream context, reconnecting if the connection was closed under us."""

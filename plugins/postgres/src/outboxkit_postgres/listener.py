@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -22,7 +21,7 @@ class Listener:
         self._channel = channel
         self._timeout = connect_timeout
         self._conn: asyncpg.Connection | None = None
-        self._event = asyncio.Event()
+        self._event = anyio.Event()
         self._shards: set[int] | None = set()
 
     @property
@@ -44,7 +43,7 @@ class Listener:
 
     def _take(self) -> set[int] | None:
         shards, self._shards = self._shards, set()
-        self._event.clear()
+        self._event = anyio.Event()
         return shards
 
     async def _ensure(self) -> None:

@@ -1,14 +1,32 @@
-"""Validated SQL names of one outbox (schema, tables, notification channel) and SQL rendering."""
+"""Validated SQL names of one outbox (schema, tables, notification channel) and SQL rendering.
+
+Every name reaches SQL quoted (``"user"."outbox_dead"``), so reserved words work as schema and
+table names; :func:`~outboxkit.sql_names.check_identifier` still refuses anything that is
+not a plain lower-case name, so quoting never changes what a name means.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from outboxkit.sql_names import check_identifier
+from outboxkit.sql_names import check_identifier, quote_identifier
 
-__all__ = ["OutboxNames", "query_texts"]
+__all__ = ["MIGRATION_LOCK", "WRITER_LOCK_CLASS", "OutboxNames", "query_texts"]
+
+WRITER_LOCK_CLASS = 0x6F62786B
+"""First key (``'obxk'``, 1868724331) of the writers' transaction-scoped advisory locks,
+``pg_advisory_xact_lock(WRITER_LOCK_CLASS, <high 32 bits of the aggregate hash>)``. Two-key
+advisory locks never collide with one-key (bigint) ones, nor with two-key locks whose first
+key differs, so applications keep the rest of the advisory-lock space to themselves."""
+
+MIGRATION_LOCK = (0x6F62786D, 0)
+"""``pg_advisory_lock(1868724333, 0)`` (``'obxm'``): serialises concurrent ``migrate`` runs."""
+
+_TABLE_TOKEN = re.compile(r"\{\{table\}\}(\w*)")
+"""``{{table}}`` and a suffix glued to it (``{{table}}_dead``): one name, quoted as a whole."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +51,15 @@ class OutboxNames:
         return f"outboxkit_{self.schema}_{self.table}"[:63]
 
     def render(self, sql: str, **extra: str) -> str:
-        """Replace ``{{schema}}``, ``{{table}}``, ``{{channel}}`` and ``extra`` tokens."""
-        tokens = {"schema": self.schema, "table": self.table, "channel": self.channel, **extra}
+        """Replace ``{{schema}}``, ``{{table}}[suffix]``, ``{{channel}}`` and ``extra`` tokens.
+
+        ``{{schema}}`` and ``{{table}}_suffix`` become quoted identifiers; ``{{channel}}``
+        (used inside a string literal), ``{{writer_lock}}`` (:data:`WRITER_LOCK_CLASS`) and
+        ``extra`` tokens are replaced as they are.
+        """
+        sql = sql.replace("{{schema}}", quote_identifier(self.schema))
+        sql = _TABLE_TOKEN.sub(lambda m: quote_identifier(self.table + m.group(1)), sql)
+        tokens = {"channel": self.channel, "writer_lock": str(WRITER_LOCK_CLASS), **extra}
         for name, value in tokens.items():
             sql = sql.replace("{{" + name + "}}", value)
         return sql

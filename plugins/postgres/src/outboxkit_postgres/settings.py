@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES
+from outboxkit.sharding import DEFAULT_SHARD_COUNT
 
 __all__ = ["PostgresSettings"]
 
@@ -25,7 +26,7 @@ class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
         msgspec.Meta(
             ge=1, le=4096, description="shard count set by the first migrate (later runs keep it)"
         ),
-    ] = 64
+    ] = DEFAULT_SHARD_COUNT
     pool_min: Annotated[int, msgspec.Meta(ge=1, description="relay pool: idle connections")] = 2
     pool_max: Annotated[int, msgspec.Meta(ge=2, description="relay pool: max connections")] = 10
     notify: Annotated[

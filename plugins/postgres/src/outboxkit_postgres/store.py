@@ -11,17 +11,28 @@ import asyncpg
 
 from outboxkit.errors import (
     ConfigurationError,
+    DeadLetterNotFoundError,
     LeaseLostError,
     SchemaMissingError,
     StoreUnavailableError,
 )
-from outboxkit.masking import mask_dsn
-from outboxkit.protocols import DeadLetter, Envelope, Lease, LeaseInfo, StoreStatus
+from outboxkit.masking import mask_dsn, scrub
+from outboxkit.protocols import (
+    BLOCKED_SAMPLE,
+    DeadLetter,
+    DeadLetterPolicy,
+    Envelope,
+    Lease,
+    LeaseInfo,
+    StoreGauges,
+    StoreStatus,
+)
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
 from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.privileges import check_relay
 from outboxkit_postgres.settings import PostgresSettings
 
 __all__ = ["PostgresStore"]
@@ -29,13 +40,6 @@ __all__ = ["PostgresStore"]
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
-
-
-def _lost(lease: Lease, query: str) -> LeaseLostError:
-    return LeaseLostError(
-        f"lease on shard {lease.shard} (token {lease.token}) is no longer held by "
-        f"{lease.owner}: {query} refused"
-    )
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -57,12 +61,21 @@ class PostgresStore:
     def __init__(self, settings: PostgresSettings | None = None) -> None:
         self._settings = settings or PostgresSettings()
         self._names = OutboxNames(self._settings.schema, self._settings.table)
-        self._q = {name: self._names.render(sql) for name, sql in query_texts().items()}
+        texts = dict(query_texts())
+        after_dead_letter = self._names.render(texts.pop("after_dead_letter"))
+        self._q = {
+            name: self._names.render(sql, after_dead_letter=after_dead_letter)
+            for name, sql in texts.items()
+        }
+        self._q_skip = {  # the claims with on_dead_letter=skip
+            name: self._names.render(texts[name], after_dead_letter="")
+            for name in ("claim", "claim_shards")
+        }
         self._pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._shard_count: int | None = None
-        self._claims = TurnMerger[int, list[Any]](self._claim_one, self._claim_many)
+        self._claims = TurnMerger[tuple[int, bool], list[Any]](self._claim_one, self._claim_many)
         self._acks = TurnMerger[tuple[Lease, list[int]], bool](self._ack_one, self._ack_many)
 
     @property
@@ -73,10 +86,10 @@ class PostgresStore:
         return self._shard_count
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        reason = str(exc).replace(self._settings.dsn, mask_dsn(self._settings.dsn))
+        dsn = self._settings.dsn
         return StoreUnavailableError(
-            f"cannot connect to PostgreSQL at {mask_dsn(self._settings.dsn)}: "
-            f"{type(exc).__name__}: {reason}"
+            f"cannot connect to PostgreSQL at {mask_dsn(dsn)}: "
+            f"{type(exc).__name__}: {scrub(str(exc), dsn)}"
         )
 
     async def _connect(self) -> asyncpg.Connection:
@@ -112,11 +125,16 @@ class PostgresStore:
             await conn.close()
 
     async def open(self) -> None:
-        """Connect and check the schema; raise ``SchemaMissingError`` with the fix if absent."""
+        """Connect and check the schema and the role's privileges.
+
+        Raises ``SchemaMissingError`` (run migrate) or ``ConfigurationError`` naming the
+        privileges the role lacks, before anything is written.
+        """
         if self._settings.pool_min > self._settings.pool_max:
             raise ConfigurationError("pg pool_min must not exceed pool_max")
         conn = await self._connect()
         try:
+            await check_relay(conn, self._names)
             version = await conn.fetchval(self._q["schema_version"])
             self._shard_count = await conn.fetchval(self._q["shard_count"])
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
@@ -205,26 +223,39 @@ class PostgresStore:
             await self._leasing().execute(self._q["release"], *_lease_arrays(leases))
 
     # -- messages ---------------------------------------------------------------------------
-    async def claim(self, lease: Lease, limit: int) -> list[Envelope]:
-        """Due messages of the shard in sequence order; aggregates in backoff are skipped.
+    async def claim(
+        self, lease: Lease, limit: int, *, on_dead_letter: DeadLetterPolicy = "block"
+    ) -> list[Envelope]:
+        """Due messages of the shard in sequence order; aggregates in backoff are skipped,
+        and with ``block`` so are the rows after a dead letter of their aggregate.
 
         Claims that shard workers start in the same event-loop turn share one query.
         """
-        rows = await self._claims.submit(lease.shard, limit)
+        block = on_dead_letter == "block"
+        rows = await self._claims.submit(lease.shard, (limit, block))
         return [envelope_from_row(row, lease.shard) for row in rows]
 
-    async def _claim_one(self, shard: int, limit: int) -> list[Any]:
-        rows: list[Any] = await self._main().fetch(self._q["claim"], shard, limit)
+    def _claim_query(self, name: str, block: bool) -> str:
+        return (self._q if block else self._q_skip)[name]
+
+    async def _claim_one(self, shard: int, request: tuple[int, bool]) -> list[Any]:
+        limit, block = request
+        rows: list[Any] = await self._main().fetch(self._claim_query("claim", block), shard, limit)
         return rows
 
-    async def _claim_many(self, requests: Sequence[tuple[int, int]]) -> dict[int, list[Any]]:
-        shards = [shard for shard, _ in requests]
-        rows = await self._main().fetch(
-            self._q["claim_shards"], shards, [limit for _, limit in requests]
-        )
-        found: dict[int, list[Any]] = {shard: [] for shard in shards}
-        for row in rows:
-            found[row["shard"]].append(row)
+    async def _claim_many(
+        self, requests: Sequence[tuple[int, tuple[int, bool]]]
+    ) -> dict[int, list[Any]]:
+        found: dict[int, list[Any]] = {shard: [] for shard, _ in requests}
+        for block in sorted({block for _, (_, block) in requests}):  # one policy per relay
+            chosen = [(shard, limit) for shard, (limit, b) in requests if b == block]
+            rows = await self._main().fetch(
+                self._claim_query("claim_shards", block),
+                [shard for shard, _ in chosen],
+                [limit for _, limit in chosen],
+            )
+            for row in rows:
+                found[row["shard"]].append(row)
         return found
 
     async def _held(self, query: str, lease: Lease, seqs: list[int], *args: Any) -> bool:
@@ -238,7 +269,7 @@ class PostgresStore:
         self, query: str, lease: Lease, envelopes: Sequence[Envelope], *args: Any
     ) -> None:
         if envelopes and not await self._held(query, lease, [e.position for e in envelopes], *args):
-            raise _lost(lease, query)
+            raise LeaseLostError.not_held(lease, query)
 
     async def ack(self, lease: Lease, envelopes: Sequence[Envelope]) -> None:
         """Delete published messages (fenced).
@@ -248,7 +279,7 @@ class PostgresStore:
         if not envelopes:
             return
         if not await self._acks.submit(lease.shard, (lease, [e.position for e in envelopes])):
-            raise _lost(lease, "ack")
+            raise LeaseLostError.not_held(lease, "ack")
 
     async def _ack_one(self, _shard: int, request: tuple[Lease, list[int]]) -> bool:
         return await self._held("ack", *request)
@@ -292,7 +323,7 @@ class PostgresStore:
     # -- operations -------------------------------------------------------------------------
     async def status(self) -> StoreStatus:
         """Pending count, oldest pending age, dead letters, instances and leases."""
-        row = await self._main().fetchrow(self._q["status"])
+        row = await self._main().fetchrow(self._q["status"], BLOCKED_SAMPLE)
         assert row is not None
         return StoreStatus(
             pending=row["pending"],
@@ -301,6 +332,22 @@ class PostgresStore:
             shard_count=self.shard_count,
             instances=list(row["instances"]),
             leases=await self.leases(),
+            blocked_aggregates=row["blocked"],
+            blocked_sample=list(row["blocked_sample"]),
+            parked=row["parked"],
+        )
+
+    async def gauges(self) -> StoreGauges:
+        """Pending (exact up to 10,000, else estimated), oldest pending age, dead letters:
+        the relay's metrics read these every few seconds, cheaply at any backlog."""
+        row = await self._main().fetchrow(self._q["gauges"])
+        assert row is not None
+        return StoreGauges(
+            pending=row["pending"],
+            oldest_pending_age=row["oldest"],
+            dead_letters=row["dead"],
+            pending_estimated=row["pending_estimated"],
+            blocked_aggregates=row["blocked"],
         )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -309,8 +356,31 @@ class PostgresStore:
         return [dead_letter_from_row(row) for row in rows]
 
     async def replay(self, ids: Sequence[UUID] | None = None) -> int:
-        """Move dead letters (all when ``ids`` is None) back to the outbox."""
-        count: int = await self._leasing().fetchval(  # the durable pool
-            self._q["replay"], None if ids is None else list(ids)
-        )
-        return count
+        """Move dead letters (all when ``ids`` is None) back to the outbox, each with the
+        sequence number it had (so in its place in its aggregate's order); none if an id
+        is not a dead letter (``DeadLetterNotFoundError``)."""
+        return await self._dead_letter_change("replay", ids)
+
+    async def discard(self, ids: Sequence[UUID] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None); none if an id is not a dead
+        letter (``DeadLetterNotFoundError``)."""
+        return await self._dead_letter_change("discard", ids, None)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` s ago."""
+        return await self._dead_letter_change("discard", None, older_than)
+
+    async def _dead_letter_change(self, query: str, ids: Sequence[UUID] | None, *args: Any) -> int:
+        """Run ``replay`` or ``discard`` in one transaction on the durable pool, after
+        checking (and locking) that every one of ``ids`` is a dead letter."""
+        wanted = None if ids is None else list(dict.fromkeys(ids))
+        async with self._leasing().acquire() as conn, conn.transaction():
+            if wanted:
+                found = {r["id"] for r in await conn.fetch(self._q["dead_letters_found"], wanted)}
+                missing = [i for i in wanted if i not in found]
+                if missing:
+                    raise DeadLetterNotFoundError(missing)
+            row = await conn.fetchrow(self._q[query], wanted, *args)
+        assert row is not None
+        changed: int = row["changed"]
+        return changed

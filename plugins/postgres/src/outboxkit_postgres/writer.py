@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from outboxkit.errors import InvalidMessageError, OutboxError, SchemaMissingError
-from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message
+from outboxkit.errors import InvalidMessageError, SchemaMissingError, transaction_required
+from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES, Message, check_messages
 from outboxkit_postgres.codec import writer_arguments
 from outboxkit_postgres.names import OutboxNames, query_texts
+from outboxkit_postgres.privileges import writer_denied
 
 __all__ = ["PostgresOutbox"]
 
@@ -17,11 +18,8 @@ __all__ = ["PostgresOutbox"]
 _TEXT_FIELDS = ("aggregate_type", "aggregate_id", "event_type", "topic", "key", "content_type")
 
 
-def _validate(message: object, max_payload_bytes: int) -> None:
-    """Raise :class:`InvalidMessageError` for anything the insert would fail on."""
-    if not isinstance(message, Message):
-        raise InvalidMessageError(f"expected outboxkit.Message, got {type(message).__name__}")
-    message.check_size(max_payload_bytes)
+def _validate(message: Message) -> None:
+    """Raise :class:`InvalidMessageError` for anything else the insert would fail on."""
     texts = [getattr(message, name) or "" for name in _TEXT_FIELDS]
     texts += [text for pair in message.headers.items() for text in pair]
     if any("\x00" in text for text in texts):
@@ -67,14 +65,14 @@ class PostgresOutbox:
 
     async def add_many(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
         """Add messages in one round trip, in order. Nothing is written if any is invalid."""
+        check_messages(messages, self._max_payload_bytes)
         for message in messages:
-            _validate(message, self._max_payload_bytes)
+            _validate(message)
         if not messages:
             return
         if not conn.is_in_transaction():
-            raise OutboxError(
-                "PostgresOutbox.add needs the caller's transaction: call it inside "
-                "`async with conn.transaction():` so the messages commit with the business change"
+            raise transaction_required(
+                "PostgresOutbox.add", "call it inside `async with conn.transaction():`"
             )
         try:
             sql = self._sql_one if len(messages) == 1 else self._sql
@@ -87,3 +85,5 @@ class PostgresOutbox:
             raise SchemaMissingError(
                 f"outbox {self._names.qualified} does not exist: run `outboxkit migrate --store pg`"
             ) from exc
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise writer_denied(exc, self._names) from None

@@ -3,6 +3,10 @@
 -- {{fence}} is the lease check CTE shared by the fenced statements ($1 shard, $2 owner, $3 token);
 -- {{held_leases}} locks the lease rows ($1 shards, $2 owners, $3 tokens) still held, in shard
 -- order, for the statements that lock several (`renew`, `ack_shards`): one order, no deadlock.
+-- {{after_dead_letter}} in `claim` and `claim_shards` is replaced by the store: with
+-- on_dead_letter=block by the `after_dead_letter` section, which skips every row that comes
+-- after a dead letter of its aggregate (one probe of the <table>_dead_aggregate index per
+-- row), never one before it; with on_dead_letter=skip by nothing.
 
 -- name: fence
 held AS (
@@ -22,6 +26,11 @@ held AS (
     FOR UPDATE OF l
 )
 
+-- name: after_dead_letter
+AND NOT EXISTS (
+      SELECT 1 FROM {{schema}}.{{table}}_dead AS x
+      WHERE x.shard = o.shard AND x.aggregate_id = o.aggregate_id AND x.seq < o.seq)
+
 -- name: schema_version
 SELECT value FROM {{schema}}.{{table}}_meta WHERE key = 'schema_version'
 
@@ -37,6 +46,7 @@ WHERE o.shard = $1
       SELECT 1 FROM {{schema}}.{{table}} AS d
       WHERE d.shard = $1 AND d.available_at IS NOT NULL AND d.available_at > now()
         AND d.aggregate_id = o.aggregate_id AND d.seq <= o.seq)
+  {{after_dead_letter}}
 ORDER BY o.seq
 LIMIT $2
 
@@ -54,6 +64,7 @@ CROSS JOIN LATERAL (
           SELECT 1 FROM {{schema}}.{{table}} AS d
           WHERE d.shard = s.shard AND d.available_at IS NOT NULL AND d.available_at > now()
             AND d.aggregate_id = o.aggregate_id AND d.seq <= o.seq)
+      {{after_dead_letter}}
     ORDER BY o.seq
     LIMIT s.lim
 ) AS c
@@ -106,7 +117,7 @@ dead AS (
            payload, content_type, created_at, attempts + 1, $5
     FROM gone
     ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-        failed_at = now()
+        seq = EXCLUDED.seq, failed_at = now()
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM dead) AS changed
@@ -164,7 +175,17 @@ SELECT (SELECT count(*) FROM {{schema}}.{{table}}) AS pending,
         FROM {{schema}}.{{table}}) AS oldest,
        (SELECT count(*) FROM {{schema}}.{{table}}_dead) AS dead,
        (SELECT coalesce(array_agg(owner ORDER BY owner), '{}')
-        FROM {{schema}}.{{table}}_instances WHERE expires_at > now()) AS instances
+        FROM {{schema}}.{{table}}_instances WHERE expires_at > now()) AS instances,
+       (SELECT count(DISTINCT aggregate_id) FROM {{schema}}.{{table}}_dead) AS blocked,
+       (SELECT coalesce(array_agg(aggregate_id ORDER BY aggregate_id), '{}')
+        FROM (SELECT DISTINCT aggregate_id FROM {{schema}}.{{table}}_dead
+              ORDER BY aggregate_id LIMIT $1) AS s) AS blocked_sample,
+       -- Pending rows after the first dead letter of their aggregate.
+       (SELECT count(*)
+        FROM {{schema}}.{{table}} AS o
+        JOIN (SELECT shard, aggregate_id, min(seq) AS seq
+              FROM {{schema}}.{{table}}_dead GROUP BY shard, aggregate_id) AS b
+          ON o.shard = b.shard AND o.aggregate_id = b.aggregate_id AND o.seq > b.seq) AS parked
 
 -- name: dead_letters
 SELECT id, aggregate_type, aggregate_id, event_type, topic, key, headers::text, payload,
@@ -173,7 +194,14 @@ FROM {{schema}}.{{table}}_dead
 ORDER BY failed_at, seq
 LIMIT $1
 
+-- name: dead_letters_found
+-- Which of the ids $1 are dead letters; locks them until the transaction ends, so the
+-- `replay` or `discard` that follows in it finds them all.
+SELECT id FROM {{schema}}.{{table}}_dead WHERE id = ANY($1::uuid[]) FOR UPDATE
+
 -- name: replay
+-- Dead letters ($1 ids, all if NULL) back into the outbox with the sequence number they had,
+-- so each is claimed in its original place in its aggregate's order; wakes their shards.
 WITH back AS (
     DELETE FROM {{schema}}.{{table}}_dead
     WHERE $1::uuid[] IS NULL OR id = ANY($1::uuid[])
@@ -181,14 +209,32 @@ WITH back AS (
 ),
 again AS (
     INSERT INTO {{schema}}.{{table}} (
-        shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
-        content_type, created_at)
-    SELECT shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
-           content_type, created_at
+        shard, seq, id, aggregate_type, aggregate_id, event_type, topic, key, headers,
+        payload, content_type, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT shard, seq, id, aggregate_type, aggregate_id, event_type, topic, key, headers,
+           payload, content_type, created_at
     FROM back ORDER BY seq
-    RETURNING 1
+    RETURNING shard
+),
+woken AS (
+    SELECT pg_notify('{{channel}}', shard::text) FROM (SELECT DISTINCT shard FROM again) AS s
 )
-SELECT count(*) FROM again
+SELECT (SELECT count(*) FROM again) AS changed, (SELECT count(*) FROM woken) AS woken
+
+-- name: discard
+-- Delete dead letters: $1 ids (all if NULL) that failed more than $2 seconds ago (any time
+-- if NULL); wakes their shards (their aggregates are no longer blocked).
+WITH gone AS (
+    DELETE FROM {{schema}}.{{table}}_dead
+    WHERE ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
+      AND ($2::float8 IS NULL OR failed_at < now() - make_interval(secs => $2::float8))
+    RETURNING shard
+),
+woken AS (
+    SELECT pg_notify('{{channel}}', shard::text) FROM (SELECT DISTINCT shard FROM gone) AS s
+)
+SELECT (SELECT count(*) FROM gone) AS changed, (SELECT count(*) FROM woken) AS woken
 
 -- name: add
 SELECT {{schema}}.{{table}}_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -196,21 +242,52 @@ SELECT {{schema}}.{{table}}_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1
 -- name: add_one
 -- One message, as the <table>_add function does it but as one plain statement (about a
 -- third cheaper than the PL/pgSQL call): the MATERIALIZED CTE takes the aggregate's
--- advisory lock before the INSERT's projection draws the sequence value (the projection
--- needs the CTE's row first), so for one aggregate sequence order equals commit order.
+-- advisory lock (outboxkit's class key, the high 32 bits of the hash) before the INSERT's
+-- projection draws the sequence value (the projection needs the CTE's row first), so for
+-- one aggregate sequence order equals commit order. The shard is computed once, for the
+-- INSERT and the NOTIFY, without RETURNING (so writers need no SELECT on the outbox).
 -- A missing shard count yields a NULL shard, which the NOT NULL constraint rejects.
 WITH locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock($1::bigint)
-), added AS (
-    INSERT INTO {{schema}}.{{table}} (
-        shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
-        content_type, created_at)
-    SELECT (($1::bigint % n.count) + n.count) % n.count, $2, $3, $4, $5, $6, $7, $8::jsonb,
-           $9, $10, $11
+    SELECT pg_advisory_xact_lock({{writer_lock}}, ($1::bigint >> 32)::integer)
+), target AS MATERIALIZED (
+    SELECT (($1::bigint % n.count) + n.count) % n.count AS shard
     FROM locked, (
         SELECT (SELECT value::integer FROM {{schema}}.{{table}}_meta
                 WHERE key = 'shard_count') AS count
     ) AS n
-    RETURNING shard
+), added AS (
+    INSERT INTO {{schema}}.{{table}} (
+        shard, id, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
+        content_type, created_at)
+    SELECT target.shard, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11
+    FROM target
 )
-SELECT pg_notify('{{channel}}', shard::text) FROM added WHERE $12::boolean
+SELECT pg_notify('{{channel}}', shard::text) FROM target WHERE $12::boolean
+
+-- name: gauges
+-- The relay's backlog gauges, cheap at any backlog: rows are counted exactly up to 10,000
+-- (a LIMITed scan), above that PostgreSQL's live-tuple statistics stand in (an estimate);
+-- the oldest pending message is the oldest of each shard's first row by the primary key.
+WITH pending AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}} LIMIT 10001) AS s
+), dead AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM {{schema}}.{{table}}_dead LIMIT 10001) AS s
+)
+SELECT CASE WHEN pending.n <= 10000 THEN pending.n
+            ELSE greatest(pending.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                      WHERE relid = '{{schema}}.{{table}}'::regclass))
+       END AS pending,
+       pending.n > 10000 AS pending_estimated,
+       CASE WHEN dead.n <= 10000 THEN dead.n
+            ELSE greatest(dead.n, (SELECT n_live_tup FROM pg_stat_user_tables
+                                   WHERE relid = '{{schema}}.{{table}}_dead'::regclass))
+       END AS dead,
+       (SELECT count(*) FROM (SELECT DISTINCT aggregate_id FROM {{schema}}.{{table}}_dead
+                              LIMIT 10001) AS s) AS blocked,
+       (SELECT greatest(0, extract(epoch FROM now() - min(first.created_at)))::float8
+        FROM {{schema}}.{{table}}_leases AS l
+        CROSS JOIN LATERAL (
+            SELECT o.created_at FROM {{schema}}.{{table}} AS o
+            WHERE o.shard = l.shard ORDER BY o.seq LIMIT 1
+        ) AS first) AS oldest
+FROM pending, dead

@@ -1,0 +1,1 @@
+"""Build support of the documentation site (mkdocs.yml): a MkDocs hook, a Griffe extension."""

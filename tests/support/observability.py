@@ -1,0 +1,340 @@
+"""What the observability tests share: a scratch pg outbox and Kafka topic, relay processes
+with ``--http-port``, an HTTP client, Prometheus' API, and a TCP proxy that can stall.
+
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import anyio
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
+
+from outboxkit.message import HEADER_ID, Message
+from outboxkit.testing import unique_name
+from tests.support.kafka import consumer_from_start
+from tests.support.postgres import pg_connection
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
+) -> Any:
+    """Poll ``check`` (plain or async) until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if hasattr(result, "__await__"):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {timeout:g}s: {what}")
+        await anyio.sleep(interval)
+
+
+# -- postgres and kafka ------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def pg_outbox(dsn: str, shards: int = 8) -> AsyncIterator[str]:
+    """A fresh migrated outbox schema, dropped afterwards."""
+    schema = unique_name("okt_obs")
+    try:
+        store = PostgresStore(PostgresSettings(dsn=dsn, schema=schema, shard_count=shards))
+        await store.migrate()
+        await store.close()
+        yield schema
+    finally:
+        with anyio.CancelScope(shield=True):
+            async with pg_connection(dsn) as conn:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+async def write_messages(
+    dsn: str, schema: str, topic: str, count: int, aggregates: int = 20, per_tx: int = 50
+) -> list[str]:
+    """Commit ``count`` messages of ``aggregates`` aggregates; return their ids."""
+    outbox = PostgresOutbox(schema=schema)
+    ids: list[str] = []
+    async with pg_connection(dsn) as conn:
+        for start in range(0, count, per_tx):
+            batch = [
+                Message.create(
+                    aggregate_type="order",
+                    aggregate_id=f"agg-{n % aggregates}",
+                    event_type="order.changed",
+                    payload={"n": n},
+                    topic=topic,
+                )
+                for n in range(start, min(count, start + per_tx))
+            ]
+            async with conn.transaction():
+                await outbox.add_many(conn, batch)
+            ids += [str(m.id) for m in batch]
+    return ids
+
+
+@asynccontextmanager
+async def kafka_topic(bootstrap: str, partitions: int = 3) -> AsyncIterator[str]:
+    """A fresh topic, deleted afterwards."""
+    name = unique_name("okt-obs").replace("_", "-")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
+        )
+
+        async def visible() -> bool:
+            return name in await admin.list_topics()
+
+        await eventually(visible, 10, f"topic {name} visible", 0.05)
+        yield name
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await admin.delete_topics([name])
+            finally:
+                await admin.close()
+
+
+class TopicReader:
+    """Reads a topic from its start in the background; ``ids`` holds the message ids read."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.ids: set[str] = set()
+        self.records: list[Any] = []
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        consumer = consumer_from_start(self.bootstrap, self.topic)
+        await consumer.start()
+        task_status.started()
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        self.records.append(record)
+                        headers = {k: v.decode() for k, v in record.headers}
+                        self.ids.add(headers[HEADER_ID])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await consumer.stop()
+
+
+# -- relay processes -----------------------------------------------------------------------
+
+
+def relay_env(dsn: str, schema: str, bootstrap: str, **more: object) -> dict[str, str]:
+    """``OUTBOXKIT_*`` settings of a pg -> kafka relay (plus ``more``)."""
+    settings: dict[str, object] = {
+        "pg_dsn": dsn,
+        "pg_schema": schema,
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_request_timeout_ms": 3000,
+        "kafka_delivery_timeout_ms": 5000,
+        "lease_ttl": 3,
+        "poll_interval": 0.5,
+        **more,
+    }
+    return {f"OUTBOXKIT_{k.upper()}": str(v) for k, v in settings.items()}
+
+
+class Relay:
+    """``python -m outboxkit.cli relay --store pg --publisher kafka`` with JSON logs to a file
+    and ``--http-port 0``: :attr:`port` is read from its log line."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *extra: str,
+        python: Sequence[str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
+        self.env = {**base, **env}
+        self.log_path = log_path
+        self.argv = [*(python or [sys.executable, "-m", "outboxkit.cli"]), "relay"]
+        self.argv += ["--store", "pg", "--publisher", "kafka", "--log-format", "json", *extra]
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Relay:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines so far (other lines are skipped)."""
+        result = []
+        for line in self.log_path.read_text().splitlines():
+            with suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    result.append(entry)
+        return result
+
+    async def port(self, timeout: float = 30) -> int:
+        def find() -> int | None:
+            self.check_running()
+            for entry in self.lines():
+                if "http_port" in entry:
+                    return int(entry["http_port"])
+            return None
+
+        found: int = await eventually(find, timeout, "the relay's HTTP port in its log")
+        return found
+
+    def check_running(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"relay exited with {self.process.returncode}:\n{self.log_path.read_text()}"
+            )
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """``(status, body)`` of a GET (any status, no exception for 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def aget(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    return await anyio.to_thread.run_sync(http_get, url, timeout)
+
+
+# -- prometheus ----------------------------------------------------------------------------
+
+
+def prometheus_targets_dir(prometheus_url: str) -> Path:
+    """The file_sd folder of the running Prometheus (from its loaded configuration)."""
+    status, body = http_get(f"{prometheus_url}/api/v1/status/config")
+    assert status == 200, body
+    config = json.loads(body)["data"]["yaml"]
+    match = re.search(r"^\s*-\s*(\S+)/\*\.json\s*$", config, re.MULTILINE)
+    assert match, f"no file_sd_configs folder in Prometheus' configuration:\n{config}"
+    return Path(match.group(1))
+
+
+def prometheus_query(prometheus_url: str, query: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query."""
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    status, body = http_get(url)
+    assert status == 200, body
+    data = json.loads(body)["data"]
+    assert data["resultType"] == "vector", data
+    result: list[dict[str, Any]] = data["result"]
+    return result
+
+
+def prometheus_value(prometheus_url: str, query: str) -> float | None:
+    """The single value of ``query``, None if it has no result yet."""
+    result = prometheus_query(prometheus_url, query)
+    if not result:
+        return None
+    assert len(result) == 1, result
+    return float(result[0]["value"][1])
+
+
+# -- a TCP proxy that can stall --------------------------------------------------------------
+
+
+class StallingProxy:
+    """Forwards ``127.0.0.1:port`` to ``target`` in threads; :meth:`stall` stops forwarding
+    bytes (connections stay open, nothing answers: a broker that hangs), :meth:`resume`
+    forwards again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stall(self) -> None:
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._open.set()
+        for sock in [self._listener, *self._sockets]:
+            with suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                self._open.wait()
+                if self._closed:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)

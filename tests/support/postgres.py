@@ -1,0 +1,54 @@
+"""PostgreSQL for the tests: connections and throwaway schemas, each cleaned up afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import asyncpg
+from outboxkit_postgres import PostgresSettings, PostgresStore
+
+from outboxkit.testing import unique_name
+
+__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema"]
+
+
+@asynccontextmanager
+async def pg_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the PostgreSQL server at ``url``, closed afterwards."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    """Run ``statements`` one after the other on a connection of their own."""
+    async with pg_connection(dsn) as conn:
+        for statement in statements:
+            await conn.execute(statement)
+
+
+@asynccontextmanager
+async def scratch_schema(dsn: str, prefix: str = "okt") -> AsyncIterator[str]:
+    """A fresh schema name ``PREFIX_<12 hex digits>`` (not created here), dropped with all it
+    holds afterwards (even when the test is cancelled)."""
+    schema = unique_name(prefix)
+    try:
+        yield schema
+    finally:
+        with anyio.CancelScope(shield=True):
+            await execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@asynccontextmanager
+async def outbox_schema(dsn: str, shards: int) -> AsyncIterator[str]:
+    """A fresh schema holding an outbox of ``shards`` shards, migrated as ``outboxkit migrate
+    --store pg`` does; dropped with all it holds afterwards."""
+    async with scratch_schema(dsn, "okt_e2e") as schema:
+        store = PostgresStore(PostgresSettings(dsn=dsn, schema=schema, shard_count=shards))
+        await store.migrate()
+        await store.close()
+        yield schema
