@@ -50,7 +50,8 @@ from outboxkit.message import (
 __all__ = ["FLOOR_WORKERS", "KafkaSender", "NatsSender", "Sender", "mongo_floor", "pg_floor"]
 
 FLOOR_WORKERS = 8
-"""Loops in parallel (8 moved the `small` backlog fastest of 2, 4, 8 and 16 here)."""
+"""Loops in parallel. In alternating 20,000-30,000-message runs (pg -> kafka, 2026-12-03,
+loaded machine) 4 and 8 were indistinguishable, 2 slower, 16 no faster."""
 
 Item = tuple[bytes, bytes, list[tuple[str, str]]]
 """(key, payload, headers) of one message as the floor reads it."""
