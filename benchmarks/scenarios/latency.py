@@ -141,9 +141,10 @@ async def stop(lines: Lines) -> None:
         await process.wait()
 
 
-class FloorChild:
-    """The hand-written floor relay or the profiled relay, which speak the ``ready`` /
-    ``owned`` protocol and write their CPU time to ``--acks``."""
+class SpawnedRelay:
+    """A relay of the suite's own (the hand-written floor, or ``relay_subprocess`` under the
+    profiler): it speaks the ``ready`` / ``owned`` protocol and writes its CPU time to
+    ``--acks``."""
 
     def __init__(self, lines: Lines, acks: Path) -> None:
         self.lines = lines
@@ -162,7 +163,7 @@ class FloorChild:
 
 async def start_relay(
     ctx: Context, schema: str, notify: bool, tmp: Path, *, floor: bool, profile: bool
-) -> CliRelay | FloorChild:
+) -> CliRelay | SpawnedRelay:
     servers = ctx.servers
     if not (floor or profile):
         log = tmp / "relay.log"
@@ -182,7 +183,7 @@ async def start_relay(
             *("--name", "bench-latency-relay", "--shard-count", str(ctx.size.shard_count)),
             *(flag, "--acks", str(acks), "--profile", str(profile_to)),
         )
-    return FloorChild(lines, acks)
+    return SpawnedRelay(lines, acks)
 
 
 async def measure(
