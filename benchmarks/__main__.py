@@ -39,6 +39,8 @@ SCENARIOS = {
     "latency": "benchmarks.scenarios.latency",
     "backlog": "benchmarks.scenarios.backlog",
     "scaling": "benchmarks.scenarios.scaling",
+    "observability": "benchmarks.scenarios.observability",
+    "inbox": "benchmarks.scenarios.inbox",
 }
 """Scenario name -> module with ``async def run(ctx)``, imported when it runs (so one whose
 plugin is missing fails alone)."""

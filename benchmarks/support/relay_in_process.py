@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import anyio
 
 from benchmarks.support.progress import Progress, wait_until
 from outboxkit.metrics import RelayMetrics
+from outboxkit.observability import RelayObserver
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
@@ -40,18 +42,22 @@ async def relay_until(
     settings: RelaySettings,
     *,
     timeout: float = 600.0,
+    observer: RelayObserver | None = None,
 ) -> tuple[float, RelayMetrics]:
     """Relay until ``count`` messages are acknowledged; return (seconds, metrics).
 
     The time runs from the moment the store and the publisher are open (the relay opens the
     store first) to the last acknowledgement: it includes taking the leases, not connecting,
-    as the baselines and the floor start their clock with their clients connected.
+    as the baselines and the floor start their clock with their clients connected. With an
+    ``observer``, the relay runs measured by it, as ``outboxkit relay`` runs it.
     """
+    if observer is not None:
+        store, publisher = observer.wrap(store, publisher)
     opened = OpenedAt(publisher)
     relay = ShardedRelay(store, opened, settings)
     elapsed = 0.0
     async with anyio.create_task_group() as tg:
-        tg.start_soon(relay.run)
+        tg.start_soon(relay.run if observer is None else partial(observer.run, relay))
 
         def published() -> bool:
             tracker.done = relay.metrics.published
