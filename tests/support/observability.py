@@ -1,7 +1,5 @@
 """What the observability tests share: a scratch pg outbox and Kafka topic, relay processes
-with ``--http-port``, an HTTP client, Prometheus' API, and a TCP proxy that can stall.
-
-"""
+with ``--http-port``, an HTTP client and Prometheus' API (a TCP proxy is in ``proxy.py``)."""
 
 from __future__ import annotations
 
@@ -9,10 +7,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -274,67 +270,3 @@ def prometheus_value(prometheus_url: str, query: str) -> float | None:
         return None
     assert len(result) == 1, result
     return float(result[0]["value"][1])
-
-
-# -- a TCP proxy that can stall --------------------------------------------------------------
-
-
-class StallingProxy:
-    """Forwards ``127.0.0.1:port`` to ``target`` in threads; :meth:`stall` stops forwarding
-    bytes (connections stay open, nothing answers: a broker that hangs), :meth:`resume`
-    forwards again."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._open = threading.Event()
-        self._open.set()
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self) -> None:
-        self._open.clear()
-
-    def resume(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._open.set()
-        for sock in [self._listener, *self._sockets]:
-            with suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                self._open.wait()
-                if self._closed:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
