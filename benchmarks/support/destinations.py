@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import nats
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.js.api import StreamConfig
@@ -14,15 +15,39 @@ __all__ = ["KAFKA_PARTITIONS", "kafka_topic", "nats_stream"]
 KAFKA_PARTITIONS = 6
 
 
+async def _leaders_elected(admin: AIOKafkaAdminClient, name: str) -> None:
+    """Wait until every partition of ``name`` has a leader: a producer started earlier
+    gets NotLeaderForPartition and retries, which a timed run must not count."""
+    with anyio.move_on_after(10):
+        while True:
+            (topic,) = await admin.describe_topics([name])
+            partitions = topic.get("partitions") or []
+            ready = [p for p in partitions if p.get("leader", -1) >= 0 and p.get("error_code") == 0]
+            if topic.get("error_code") == 0 and len(ready) == KAFKA_PARTITIONS:
+                return
+            await anyio.sleep(0.05)
+
+
 @asynccontextmanager
-async def kafka_topic(bootstrap: str, name: str) -> AsyncIterator[str]:
-    """Create topic ``name`` (auto-creation is off) and delete it on exit."""
+async def kafka_topic(
+    bootstrap: str, name: str, configs: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Create topic ``name`` (auto-creation is off) with ``configs``, wait until its
+    partitions have leaders, and delete it on exit."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, num_partitions=KAFKA_PARTITIONS, replication_factor=1)]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=KAFKA_PARTITIONS,
+                    replication_factor=1,
+                    topic_configs=configs or {},
+                )
+            ]
         )
+        await _leaders_elected(admin, name)
         yield name
     finally:
         try:
