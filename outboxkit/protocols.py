@@ -359,10 +359,11 @@ class ReportsDeliveries(Protocol):
     as ``publish``, plus ``delivered(indices)`` called (synchronously, from the publishing
     task) with the positions in ``messages`` of messages the broker has just acknowledged.
     Each index is reported at most once, only once the broker acknowledged it, and its final
-    outcome must be ``Delivered``. The relay then acknowledges in the store, while the call
-    is still running, each aggregate's messages up to its first one not reported delivered,
-    so a relay that crashes mid-call re-sends only what the store had not acknowledged yet.
-    Publishers without it are settled when ``publish`` returns.
+    outcome must be ``Delivered``; every message the call delivers is reported before the call
+    returns (``PublisherConformance`` checks this). The relay then acknowledges in the store,
+    while the call is still running, each aggregate's messages up to its first one not
+    reported delivered, so a relay that crashes mid-call re-sends only what the store had not
+    acknowledged yet. Publishers without it are settled when ``publish`` returns.
     """
 
     async def publish_reporting(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["DEFAULT_SHARD_COUNT", "aggregate_hash", "fair_share", "shard_of"]
+__all__ = [
+    "DEFAULT_SHARD_COUNT",
+    "aggregate_hash",
+    "fair_share",
+    "known_shard_count",
+    "shard_of",
+]
 
 DEFAULT_SHARD_COUNT = 64
 """The shard count of a server-backed store's schema unless its settings say otherwise."""
@@ -25,6 +31,14 @@ def shard_of(aggregate_id: str, shard_count: int) -> int:
     if shard_count < 1:
         raise ValueError(f"shard_count must be >= 1, got {shard_count}")
     return aggregate_hash(aggregate_id) % shard_count
+
+
+def known_shard_count(count: int | None, store: object) -> int:
+    """A store's shard count ``count``, read by its ``open()`` or ``migrate()``; before that
+    (``None``), a RuntimeError naming the store's class."""
+    if count is None:
+        raise RuntimeError(f"{type(store).__name__}.shard_count is known only after open()")
+    return count
 
 
 def fair_share(shard_count: int, instances: Sequence[str], me: str) -> int:

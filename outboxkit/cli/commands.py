@@ -35,6 +35,8 @@ __all__ = [
     "CommandSpec",
     "Invocation",
     "Selected",
+    "positive_int",
+    "seconds_in",
 ]
 
 log = logging.getLogger("outboxkit.cli")
@@ -184,7 +186,8 @@ async def _with_store(inv: Invocation, op: Callable[[Store], Awaitable[int]]) ->
         await store.close()
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer."""
     try:
         value = int(text)
     except ValueError:
@@ -197,7 +200,7 @@ def _positive(text: str) -> int:
 def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="shard count, fixed when the schema is first created "
         "(default: the store's own setting)",
@@ -241,7 +244,7 @@ async def _status(inv: Invocation) -> int:
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--limit", type=_positive, default=100, metavar="N", help="at most N (default: 100)"
+        "--limit", type=positive_int, default=100, metavar="N", help="at most N (default: 100)"
     )
     parser.add_argument(
         "--show-payload",
@@ -274,15 +277,23 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def _duration(text: str) -> float:
-    """Seconds in a duration such as ``7d``, ``12h``, ``90m``, ``1d12h`` or ``30s``."""
+def seconds_in(text: str) -> float | None:
+    """Seconds in a duration such as ``7d``, ``12h``, ``90m``, ``1d12h`` or ``30s`` (units s,
+    m, h, d, w); None if ``text`` is not one."""
     compact = text.strip().lower().replace(" ", "")
     parts = _DURATION.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _duration(text: str) -> float:
+    seconds = seconds_in(text)
+    if seconds is None:
         raise argparse.ArgumentTypeError(
             f"expected a duration such as 7d, 12h, 90m or 1d12h (units s, m, h, d, w), got {text!r}"
         )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return seconds
 
 
 def _which_arguments(verb: str) -> Callable[[argparse.ArgumentParser], None]:

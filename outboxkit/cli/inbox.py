@@ -15,30 +15,24 @@ from typing import Any
 
 import anyio
 
-from outboxkit.cli.commands import CommandSpec, Invocation
+from outboxkit.cli.commands import CommandSpec, Invocation, positive_int, seconds_in
 
 __all__ = ["INBOX_COMMANDS", "INBOX_GROUPS", "parse_duration"]
 
 log = logging.getLogger("outboxkit.cli")
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text``: a number with an optional unit s, m, h or d (``7d``, ``90m``)."""
-    found = _DURATION.fullmatch(text)
-    if found is None or float(found[1]) <= 0:
+    """Seconds in ``text``: a number of seconds, or a duration with units s, m, h, d or w
+    (``7d``, ``90m``, ``1d12h``)."""
+    seconds = float(text) if _SECONDS.fullmatch(text) else seconds_in(text)
+    if seconds is None or seconds <= 0:
         raise argparse.ArgumentTypeError(
             f"expected a positive duration such as 3600, 90m, 12h or 7d, got {text!r}"
         )
-    return float(found[1]) * _UNITS[found[2]]
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+    return seconds
 
 
 async def _with_inbox(inv: Invocation, op: Any) -> int:
@@ -72,7 +66,7 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="rows removed per statement, each its own short transaction (default: 1000)",

@@ -16,6 +16,7 @@ consumers racing on one id are serialised: the second sees a duplicate.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -157,34 +158,53 @@ class SqliteInboxSettings(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class SqliteInboxAdmin:
-    """``outboxkit inbox migrate|prune|status --inbox sqlite``."""
+    """``outboxkit inbox migrate|prune|status --inbox sqlite``.
+
+    Only :meth:`migrate` creates the database file; :meth:`prune` and :meth:`counts` raise
+    :class:`SchemaMissingError` (saying to run ``outboxkit inbox migrate``) when it or the
+    inbox tables do not exist, and create nothing.
+    """
 
     def __init__(self, settings: SqliteInboxSettings) -> None:
         self.settings = settings
         """Where the inbox lives."""
         self.inbox = SqliteInbox(settings.table)
         """The inbox whose tables it manages."""
+        self._opened = False
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
-        """Open the database file."""
-        if self._conn is None:
-            self._conn = sqlite3.connect(self.settings.path, isolation_level=None, timeout=10)
+        """Get ready; the database file is opened by the first command."""
+        self._opened = True
 
     async def close(self) -> None:
-        """Close it. Idempotent."""
+        """Close the database file. Idempotent."""
+        self._opened = False
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+    def _connection(self, *, create: bool = False) -> sqlite3.Connection:
+        if not self._opened:
             raise ConfigurationError("the inbox admin is not open: call open() first")
+        if self._conn is None:
+            path = self.settings.path
+            if not create and path != ":memory:" and not os.path.exists(path):
+                raise SchemaMissingError(
+                    f"the SQLite inbox database {path!r} does not exist: run "
+                    "`outboxkit inbox migrate --inbox sqlite` (with the same --sqlite-inbox-path)"
+                )
+            self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
         return self._conn
 
+    def _missing(self, exc: sqlite3.OperationalError) -> SchemaMissingError:
+        missing = "no such table" in str(exc)
+        hint = ": run `outboxkit inbox migrate --inbox sqlite`" if missing else ""
+        return SchemaMissingError(f"SQLite inbox table {self.inbox.table!r}: {exc}{hint}")
+
     async def migrate(self) -> None:
-        """Create the inbox tables if missing."""
-        self.inbox.migrate(self._connection())
+        """Create the database file and the inbox tables if missing."""
+        self.inbox.migrate(self._connection(create=True))
 
     async def prune(self, older_than: float, batch_size: int) -> int:
         """Delete ids of events written over ``older_than`` s ago (UUIDv7 text sorts by
@@ -200,7 +220,7 @@ class SqliteInboxAdmin:
                     (*bounds, batch_size),
                 )
             except sqlite3.OperationalError as exc:
-                raise SchemaMissingError(f"SQLite inbox table {t!r}: {exc}") from None
+                raise self._missing(exc) from None
             removed += cursor.rowcount
             if cursor.rowcount < batch_size:
                 return removed
@@ -217,7 +237,7 @@ class SqliteInboxAdmin:
             try:
                 counts[label] = int(conn.execute(f"SELECT count(*) FROM {t}{suffix}").fetchone()[0])
             except sqlite3.OperationalError as exc:
-                raise SchemaMissingError(f"SQLite inbox table {t!r}: {exc}") from None
+                raise self._missing(exc) from None
         return counts
 
 

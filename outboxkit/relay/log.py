@@ -11,7 +11,11 @@ log = logging.getLogger("outboxkit.relay")
 
 
 def brief(exc: BaseException) -> str:
-    """``"TypeName: text"`` of an exception, for one-line warnings."""
+    """``"TypeName: text"`` of an exception, for one-line warnings. An exception group (what a
+    task group raises) is told by its leaves, as ``"A: a; B: b"``: the group's own text
+    ("unhandled errors in a TaskGroup") says nothing of what went wrong."""
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return "; ".join(dict.fromkeys(brief(leaf) for leaf in exc.exceptions))
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -11,7 +11,7 @@ import pytest
 
 from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import HEADER_AGGREGATE_ID, HEADER_ID, Message, broker_headers
-from outboxkit.protocols import Delivered, Failed, Outcome, Publisher
+from outboxkit.protocols import Delivered, Failed, Outcome, Publisher, ReportsDeliveries
 from outboxkit.testing.helpers import ids_by_aggregate, make_message, order_by_aggregate
 
 __all__ = ["Consume", "PublisherConformance", "ReceivedRecord", "Refuse"]
@@ -20,6 +20,8 @@ CONSUME_TIMEOUT = 20.0
 ABSENCE_TIMEOUT = 3.0
 """How long ``consume`` looks for records that must not be on the broker."""
 OPEN_TIMEOUT = 60.0
+LATE_REPORT_WAIT = 0.5
+"""How long a ``publish_reporting`` test waits after the call for reports that must not come."""
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -115,6 +117,45 @@ def _padded(message: Message, size: int) -> Message:
     """``message`` with ``size`` bytes of padding in its JSON payload."""
     body = msgspec.json.decode(message.payload) | {"pad": "p" * size}
     return msgspec.structs.replace(message, payload=msgspec.json.encode(body))
+
+
+class _Reports:
+    """The ``delivered`` callback of ``publish_reporting``: the indices it was told, and those
+    told after the call had returned."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.late: list[int] = []
+        self.returned = False
+
+    def __call__(self, indices: Sequence[int]) -> None:
+        (self.late if self.returned else self.indices).extend(indices)
+
+
+async def _publish_reporting(
+    publisher: Publisher, messages: Sequence[Message]
+) -> tuple[list[Outcome], _Reports]:
+    """``publish_reporting(messages)`` with a recording callback (the test is skipped for a
+    publisher without :class:`~outboxkit.protocols.ReportsDeliveries`)."""
+    if not isinstance(publisher, ReportsDeliveries):
+        pytest.skip("the publisher does not report deliveries (no publish_reporting)")
+    reports = _Reports()
+    outcomes = await publisher.publish_reporting(messages, reports)
+    reports.returned = True
+    await anyio.sleep(LATE_REPORT_WAIT)  # a report still on its way would land in .late
+    return outcomes, reports
+
+
+def _assert_reports_agree(outcomes: Sequence[Outcome], reports: _Reports) -> None:
+    """Every delivered message reported exactly once, before the call returned; nothing else."""
+    assert not reports.late, f"indices reported after the call returned: {reports.late[:10]}"
+    twice = sorted({i for i in reports.indices if reports.indices.count(i) > 1})
+    assert not twice, f"indices reported more than once: {twice[:10]}"
+    delivered = {i for i, o in enumerate(outcomes) if isinstance(o, Delivered)}
+    unreported = sorted(delivered - set(reports.indices))
+    assert not unreported, f"delivered but never reported: {unreported[:10]}"
+    wrong = sorted(set(reports.indices) - delivered)
+    assert not wrong, f"reported but not delivered: {[(i, outcomes[i]) for i in wrong[:5]]}"
 
 
 class PublisherConformance:
@@ -286,6 +327,40 @@ class PublisherConformance:
         assert len(records) == len(messages), "messages lost or duplicated in a fault-free run"
         order = order_by_aggregate(_record_ids(records))
         assert order == ids_by_aggregate(messages), "an aggregate's records overtook each other"
+
+    @pytest.mark.anyio
+    async def test_reports_each_delivery_once_before_returning(
+        self, publisher: Publisher, destination: str, consume: Consume
+    ) -> None:
+        # several batches per call: many aggregates, every fifth message carrying 16 KiB
+        messages = [
+            _padded(m, 16384) if (a + n) % 5 == 0 else m
+            for n in range(8)
+            for a in range(25)
+            for m in [make_message(f"agg-{a}", n, topic=destination)]
+        ]
+        empty, none = await _publish_reporting(publisher, [])
+        assert empty == [] and none.indices == [], "an empty call reports nothing"
+
+        outcomes, reports = await _publish_reporting(publisher, messages)
+
+        _assert_delivered(outcomes, len(messages))
+        _assert_reports_agree(outcomes, reports)
+        records = await consume(destination, len(messages), CONSUME_TIMEOUT)
+        assert len(records) == len(messages), "messages lost or duplicated in a fault-free run"
+
+    @pytest.mark.anyio
+    async def test_reports_no_refused_message_nor_any_after_it(
+        self, publisher: Publisher, destination: str, refuse: Refuse
+    ) -> None:
+        # each aggregate fails at another position (aggregate 6: never), interleaved
+        plain = [make_message(f"agg-{a}", n, topic=destination) for n in range(6) for a in range(7)]
+        messages, expected = _with_refusals(plain, {(f"agg-{a}", a) for a in range(6)}, refuse)
+
+        outcomes, reports = await _publish_reporting(publisher, messages)
+
+        _assert_outcomes(outcomes, expected)
+        _assert_reports_agree(outcomes, reports)
 
     @pytest.mark.anyio
     async def test_open_unreachable_raises_unavailable_and_close_still_works(

@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from outboxkit.testing import unique_name
-from tests.support.kafka import consumer_from_start
-from tests.support.observability import kafka_topic, pg_outbox, write_messages
+from tests.support.kafka import consumer_from_start, fresh_topic
+from tests.support.observability import pg_outbox, write_messages
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -83,7 +83,10 @@ async def test_the_image_steps_install_a_working_relay(
     ).stdout.strip()
     assert where.startswith(str(venv)), f"outboxkit imported from {where}, not the venv"
 
-    async with pg_outbox(postgres_url, shards=4) as schema, kafka_topic(kafka_bootstrap) as topic:
+    async with (
+        pg_outbox(postgres_url, shards=4) as schema,
+        fresh_topic(kafka_bootstrap, 3) as topic,
+    ):
         settings = {
             "OUTBOXKIT_STORE": "pg",
             "OUTBOXKIT_PUBLISHER": "kafka",

@@ -8,7 +8,6 @@ of the MongoDB store.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support import REPO
+from tests.support.processes import ChildProcess
 
 __all__ = ["RelayProcess", "mongo_relays", "outboxkit_env"]
 
@@ -26,7 +26,7 @@ def outboxkit_env(**settings: object) -> dict[str, str]:
     return {f"OUTBOXKIT_{key.upper()}": str(value) for key, value in settings.items()}
 
 
-class RelayProcess:
+class RelayProcess(ChildProcess):
     """``outboxkit relay --store STORE --publisher PUBLISHER --instance-id NAME``.
 
     ``cwd`` is where it runs (a folder without ``outboxkit.toml`` keeps the environment the
@@ -44,51 +44,12 @@ class RelayProcess:
         cwd: Path = REPO,
         log_level: str | None = "info",
     ) -> None:
-        self.name, self.store, self.publisher = name, store, publisher
-        self.cwd, self.log_level = cwd, log_level
-        self.log_path = log_dir / f"{name}.log"
-        self._env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
-        self._env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RelayProcess:
-        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", self.store]
-        argv += ["--publisher", self.publisher, "--instance-id", self.name]
-        if self.log_level is not None:
-            argv += ["--log-level", self.log_level]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, signum: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash, and reap."""
-        self.signal(signal.SIGKILL)
-        assert self.process is not None
-        self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", store]
+        argv += ["--publisher", publisher, "--instance-id", name]
+        if log_level is not None:
+            argv += ["--log-level", log_level]
+        super().__init__(argv, env, log_dir / f"{name}.log", cwd)
+        self.name = name
 
     def lost_leases(self) -> list[int]:
         """Shards whose lease this relay lost (heartbeat too late), one per loss, from its log."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,9 +122,10 @@ def test_the_compose_file_runs_the_service_next_to_its_relay() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
     orders, relay = services["orders"], services["orders-relay"]
-    assert orders["build"]["dockerfile"] == "examples/fastapi_orders/Dockerfile"
-    assert (REPO / orders["build"]["dockerfile"]).is_file()
-    assert relay["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert orders["build"]["dockerfile"] == relay["build"]["dockerfile"] == "deploy/Dockerfile"
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "deploy/Dockerfile").read_text(), re.M)
+    assert orders["build"]["target"] == "fastapi-orders" and "fastapi-orders" in stages
+    assert "target" not in relay["build"] and stages[-1] == "relay"
     for key in ("OUTBOXKIT_PG_DSN", "OUTBOXKIT_PG_SCHEMA"):
         assert orders["environment"][key] == relay["environment"][key], key
     assert relay["environment"]["OUTBOXKIT_PUBLISHER"] == "kafka"

@@ -1,14 +1,11 @@
 """What the consumer-side tests share: a scratch schema with an outbox (the producer), an
-inbox and the consumer's state (the consumer), a fresh topic, relay and consumer processes.
+inbox and the consumer's state (the consumer), relay and consumer processes.
 
 Tests import it as ``tests.inbox.inbox_support``.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,40 +14,32 @@ from pathlib import Path
 
 import anyio
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
 from outboxkit_postgres import (
     PostgresInboxAdmin,
     PostgresInboxSettings,
     PostgresOutbox,
-    PostgresSettings,
-    PostgresStore,
 )
 
-from outboxkit.message import Message
-from outboxkit.testing import unique_name
+from outboxkit.message import Message, broker_headers
+from tests.inbox.consumer_worker import setup_sql
+from tests.support.postgres import execute, outbox_schema
+from tests.support.processes import ChildProcess
 
 __all__ = [
     "HERE",
-    "REPO",
-    "Process",
     "Scratch",
     "check_state",
-    "kafka_topic",
+    "consumer_process",
+    "credits",
+    "kafka_record",
+    "produce",
+    "relay_process",
     "scratch_schema",
-    "wait_for",
+    "write_events",
 ]
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-
-
-async def wait_for(check, timeout: float, what: str, interval: float = 0.2) -> None:  # type: ignore[no-untyped-def]
-    """Poll the async ``check`` until true; TimeoutError naming ``what``."""
-    with anyio.move_on_after(timeout):
-        while not await check():  # noqa: ASYNC110 - polling a database, no event to wait on
-            await anyio.sleep(interval)
-        return
-    raise TimeoutError(f"not within {timeout:g}s: {what}")
 
 
 @dataclass
@@ -65,57 +54,19 @@ class Scratch:
 
 
 @asynccontextmanager
-async def scratch_schema(dsn: str, extra_sql: Sequence[str] = ()) -> AsyncIterator[Scratch]:
-    """A fresh schema with a migrated outbox (4 shards) and inbox, dropped afterwards."""
-    schema = unique_name("okt_inbox")
-    store = PostgresStore(PostgresSettings(dsn=dsn, schema=schema, shard_count=4))
-    await store.migrate()
-    await store.close()
-    admin = PostgresInboxAdmin(PostgresInboxSettings(dsn=dsn, schema=schema))
-    await admin.open()
-    try:
-        await admin.migrate()
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in extra_sql:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-    try:
+async def scratch_schema(dsn: str, consumer_state: bool = False) -> AsyncIterator[Scratch]:
+    """A fresh schema with a migrated outbox (4 shards) and inbox (and, if ``consumer_state``,
+    the state and errors tables of ``consumer_worker.py``), dropped afterwards."""
+    async with outbox_schema(dsn, 4, "okt_inbox") as schema:
+        admin = PostgresInboxAdmin(PostgresInboxSettings(dsn=dsn, schema=schema))
+        await admin.open()
+        try:
+            await admin.migrate()
+        finally:
+            await admin.close()
+        if consumer_state:
+            await execute(dsn, *setup_sql(schema))
         yield Scratch(dsn, schema)
-    finally:
-        with anyio.CancelScope(shield=True):
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            finally:
-                await conn.close()
-
-
-@asynccontextmanager
-async def kafka_topic(bootstrap: str, partitions: int = 4) -> AsyncIterator[str]:
-    """A fresh topic, deleted afterwards."""
-    name = unique_name("okt-inbox").replace("_", "-")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
-        )
-
-        async def visible() -> bool:
-            return name in await admin.list_topics()
-
-        await wait_for(visible, 10, f"topic {name}")
-        yield name
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await admin.delete_topics([name])
-            finally:
-                await admin.close()
 
 
 async def write_events(
@@ -155,43 +106,42 @@ async def write_events(
     return committed
 
 
-class Process:
-    """A child process in its own session, its output in ``log_path``."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.argv, self.env, self.log_path = argv, env, log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
-        full_env.update(self.env)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=REPO,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash, and reap."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+def credits(topic: str, *amounts: int) -> list[Message]:
+    """An event crediting each of ``amounts`` to aggregate ``acc``, in that order."""
+    return [
+        Message.create(
+            aggregate_type="account",
+            aggregate_id="acc",
+            event_type="credited",
+            payload={"amount": amount},
+            topic=topic,
+        )
+        for amount in amounts
+    ]
 
 
-def relay_process(scratch: Scratch, bootstrap: str, log_dir: Path, name: str) -> Process:
+async def produce(bootstrap: str, topic: str, records: Sequence[dict[str, object]]) -> None:
+    """Send ``records`` (keyword arguments of ``send_and_wait``, as :func:`kafka_record`
+    makes them) to ``topic`` one after the other."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(topic, **record)
+    finally:
+        await producer.stop()
+
+
+def kafka_record(message: Message, payload: bytes | None = None) -> dict[str, object]:
+    """``message`` as the relay's Kafka publisher sends it (keyword arguments of
+    ``AIOKafkaProducer.send_and_wait``), with ``payload`` instead of its own if given."""
+    headers = [(k, v.encode()) for k, v in broker_headers(message)]
+    headers.append(("content-type", message.content_type.encode()))
+    value = message.payload if payload is None else payload
+    return {"value": value, "key": message.aggregate_id.encode(), "headers": headers}
+
+
+def relay_process(scratch: Scratch, bootstrap: str, log_dir: Path, name: str) -> ChildProcess:
     """``outboxkit relay --store pg --publisher kafka`` on the scratch outbox."""
     env = {
         "OUTBOXKIT_PG_DSN": scratch.dsn,
@@ -204,12 +154,12 @@ def relay_process(scratch: Scratch, bootstrap: str, log_dir: Path, name: str) ->
     }
     argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", "pg"]
     argv += ["--publisher", "kafka", "--instance-id", name]
-    return Process(argv, env, log_dir / f"{name}.log")
+    return ChildProcess(argv, env, log_dir / f"{name}.log")
 
 
 def consumer_process(
     scratch: Scratch, bootstrap: str, topic: str, log_dir: Path, name: str, **settings: str
-) -> Process:
+) -> ChildProcess:
     """``consumer_worker.py`` (see its docs) on the scratch schema, in group ``GROUP``."""
     env = {
         "BOOTSTRAP": bootstrap,
@@ -219,7 +169,8 @@ def consumer_process(
         "SCHEMA": scratch.schema,
         **settings,
     }
-    return Process([sys.executable, str(HERE / "consumer_worker.py")], env, log_dir / f"{name}.log")
+    argv = [sys.executable, str(HERE / "consumer_worker.py")]
+    return ChildProcess(argv, env, log_dir / f"{name}.log")
 
 
 async def check_state(scratch: Scratch, committed: dict[str, list[str]]) -> tuple[list[str], int]:

@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 from faststream import Context, ExceptionMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -17,23 +16,18 @@ from outboxkit_postgres import PostgresInbox
 
 from outboxkit.inbox import InboxMessage, UnreadableMessageError
 from outboxkit.inbox.faststream import CONNECTION, MESSAGE, InboxMiddleware
-from outboxkit.message import Message, broker_headers
-from tests.inbox.inbox_support import kafka_topic, scratch_schema, wait_for
+from tests.inbox.inbox_support import credits, kafka_record, produce, scratch_schema
+from tests.support import eventually
+from tests.support.kafka import fresh_topic
 
 pytestmark = pytest.mark.anyio
-
-
-def _record(message: Message) -> dict[str, Any]:
-    headers = [(k, v.encode()) for k, v in broker_headers(message)]
-    headers.append(("content-type", message.content_type.encode()))
-    return {"value": message.payload, "key": message.aggregate_id.encode(), "headers": headers}
 
 
 async def test_the_middleware_applies_each_message_once(
     postgres_url: str, kafka_bootstrap: str
 ) -> None:
     async with (
-        kafka_topic(kafka_bootstrap, partitions=1) as topic,
+        fresh_topic(kafka_bootstrap, 1) as topic,
         scratch_schema(postgres_url) as scratch,
     ):
         conn = await scratch.connect()
@@ -69,32 +63,17 @@ async def test_the_middleware_applies_each_message_once(
                 body["amount"],
             )
 
-        events = [
-            Message.create(
-                aggregate_type="a",
-                aggregate_id="acc",
-                event_type="credited",
-                payload={"amount": n},
-                topic=topic,
-            )
-            for n in (1, 10)
-        ]
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for record in [_record(events[0]), _record(events[1]), _record(events[0])]:
-                await producer.send_and_wait(topic, **record)
-            await producer.send_and_wait(topic, value=b'{"amount": 100}', key=b"acc")
-            await producer.send_and_wait(topic, **_record(events[1]))
-        finally:
-            await producer.stop()
+        events = credits(topic, 1, 10)
+        records = [kafka_record(events[0]), kafka_record(events[1]), kafka_record(events[0])]
+        records += [{"value": b'{"amount": 100}', "key": b"acc"}, kafka_record(events[1])]
+        await produce(kafka_bootstrap, topic, records)
         await broker.start()
         try:
 
             async def all_seen() -> bool:
                 return len(errors) == 1 and len(handled) == 2
 
-            await wait_for(all_seen, 30, "2 handled messages and 1 error")
+            await eventually(all_seen, 30, "2 handled messages and 1 error")
             await anyio.sleep(1)  # the duplicates after them must not reach the handler
         finally:
             await broker.stop()

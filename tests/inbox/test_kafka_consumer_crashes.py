@@ -11,21 +11,22 @@ from pathlib import Path
 
 import anyio
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from outboxkit.message import Message, broker_headers
-from tests.inbox.consumer_worker import setup_sql
+from outboxkit.message import Message
 from tests.inbox.inbox_support import (
-    Process,
+    Scratch,
     check_state,
     consumer_process,
-    kafka_topic,
+    credits,
+    kafka_record,
+    produce,
     relay_process,
     scratch_schema,
-    wait_for,
     write_events,
 )
-from tests.support.kafka import consumer_from_start
+from tests.support import eventually
+from tests.support.kafka import consumer_from_start, fresh_topic
+from tests.support.processes import ChildProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,6 +50,16 @@ async def _pending(scratch) -> int:  # type: ignore[no-untyped-def]
         await conn.close()
 
 
+async def _all_applied(scratch: Scratch) -> bool:
+    """Every event relayed and applied."""
+    return await _pending(scratch) == 0 and await _applied(scratch, scratch.schema) >= TOTAL
+
+
+async def _write_all(scratch: Scratch, topic: str, committed: dict[str, list[str]]) -> None:
+    """Commit the test's events (a pause between them); ``committed`` gets their ids."""
+    committed.update(await write_events(scratch, topic, AGGREGATES, PER_AGGREGATE, pause=0.01))
+
+
 async def _topic_duplicates(bootstrap: str, topic: str) -> int:
     """Records of the topic whose message id came before (the relay's re-sends)."""
     consumer = consumer_from_start(bootstrap, topic)
@@ -69,7 +80,7 @@ async def _topic_duplicates(bootstrap: str, topic: str) -> int:
 
 
 async def _chaos(
-    processes: list[Process], rng: random.Random, rounds: int, pause: tuple[float, float]
+    processes: list[ChildProcess], rng: random.Random, rounds: int, pause: tuple[float, float]
 ) -> int:
     """Kill (SIGKILL) and restart a random one of ``processes``, ``rounds`` times."""
     kills = 0
@@ -92,13 +103,9 @@ async def test_killed_consumer_and_relay_apply_each_event_once_in_order(
     re-sends are skipped by the inbox."""
     rng = random.Random(7)
     async with (
-        kafka_topic(kafka_bootstrap) as topic,
-        scratch_schema(postgres_url, []) as scratch,
+        fresh_topic(kafka_bootstrap, 4) as topic,
+        scratch_schema(postgres_url, consumer_state=True) as scratch,
     ):
-        conn = await scratch.connect()
-        for statement in setup_sql(scratch.schema):
-            await conn.execute(statement)
-        await conn.close()
         committed: dict[str, list[str]] = {}
         relay = relay_process(scratch, kafka_bootstrap, tmp_path, "relay").start()
         consumer = consumer_process(
@@ -115,13 +122,7 @@ async def test_killed_consumer_and_relay_apply_each_event_once_in_order(
         procs = [relay, consumer]
         try:
             async with anyio.create_task_group() as tg:
-
-                async def write() -> None:
-                    committed.update(
-                        await write_events(scratch, topic, AGGREGATES, PER_AGGREGATE, pause=0.01)
-                    )
-
-                tg.start_soon(write)
+                tg.start_soon(_write_all, scratch, topic, committed)
                 kills = await _chaos(procs, rng, rounds=8, pause=(0.3, 1.2))
             for p in procs:  # restart whatever killed itself
                 if not p.running:
@@ -130,12 +131,9 @@ async def test_killed_consumer_and_relay_apply_each_event_once_in_order(
             async def done() -> bool:
                 if not consumer.running:
                     consumer.start()
-                return (
-                    await _pending(scratch) == 0
-                    and await _applied(scratch, scratch.schema) >= TOTAL
-                )
+                return await _all_applied(scratch)
 
-            await wait_for(done, 120, f"{TOTAL} events applied")
+            await eventually(done, 120, f"{TOTAL} events applied")
             await anyio.sleep(2)  # let redeliveries after the last crash arrive
         finally:
             for p in procs:
@@ -167,13 +165,9 @@ async def test_two_consumers_rebalancing_mid_stream_apply_each_event_once(
     partitions whose processed records are not committed yet: their offset commit fails and
     the new owner reads them again)."""
     async with (
-        kafka_topic(kafka_bootstrap, partitions=6) as topic,
-        scratch_schema(postgres_url) as scratch,
+        fresh_topic(kafka_bootstrap, 6) as topic,
+        scratch_schema(postgres_url, consumer_state=True) as scratch,
     ):
-        conn = await scratch.connect()
-        for statement in setup_sql(scratch.schema):
-            await conn.execute(statement)
-        await conn.close()
         committed: dict[str, list[str]] = {}
         relay = relay_process(scratch, kafka_bootstrap, tmp_path, "relay").start()
         settings = {
@@ -185,13 +179,7 @@ async def test_two_consumers_rebalancing_mid_stream_apply_each_event_once(
         b = consumer_process(scratch, kafka_bootstrap, topic, tmp_path, "b", **settings)
         try:
             async with anyio.create_task_group() as tg:
-
-                async def write() -> None:
-                    committed.update(
-                        await write_events(scratch, topic, AGGREGATES, PER_AGGREGATE, pause=0.01)
-                    )
-
-                tg.start_soon(write)
+                tg.start_soon(_write_all, scratch, topic, committed)
                 for _ in range(3):  # b joins, a leaves (killed), a joins again, b leaves ...
                     await anyio.sleep(1.5)
                     b.start()
@@ -202,13 +190,7 @@ async def test_two_consumers_rebalancing_mid_stream_apply_each_event_once(
                     await anyio.sleep(2.0)
                     b.kill()
 
-            async def done() -> bool:
-                return (
-                    await _pending(scratch) == 0
-                    and await _applied(scratch, scratch.schema) >= TOTAL
-                )
-
-            await wait_for(done, 120, f"{TOTAL} events applied")
+            await eventually(lambda: _all_applied(scratch), 120, f"{TOTAL} events applied")
             await anyio.sleep(8)  # a last rebalance may hand records over again
         finally:
             for p in (relay, a, b):
@@ -229,34 +211,17 @@ async def test_unreadable_records_go_to_the_error_handler_and_change_nothing(
     good events: two one-line errors in the consumer's error table, the good events applied,
     nothing of the bad ones."""
     async with (
-        kafka_topic(kafka_bootstrap, partitions=1) as topic,
-        scratch_schema(postgres_url) as scratch,
+        fresh_topic(kafka_bootstrap, 1) as topic,
+        scratch_schema(postgres_url, consumer_state=True) as scratch,
     ):
         conn = await scratch.connect()
-        for statement in setup_sql(scratch.schema):
-            await conn.execute(statement)
-        good = [
-            Message.create(
-                aggregate_type="account",
-                aggregate_id="acc",
-                event_type="credited",
-                payload={"amount": n},
-                topic=topic,
-            )
-            for n in range(2)
-        ]
+        good = credits(topic, 0, 1)
         broken = Message.create(
             aggregate_type="account", aggregate_id="acc", event_type="credited", topic=topic
         )
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, **_record(good[0]))
-            await producer.send_and_wait(topic, b'{"amount": 5}', key=b"acc")
-            await producer.send_and_wait(topic, **_record(broken, b"{broken"))
-            await producer.send_and_wait(topic, **_record(good[1]))
-        finally:
-            await producer.stop()
+        records = [kafka_record(good[0]), {"value": b'{"amount": 5}', "key": b"acc"}]
+        records += [kafka_record(broken, b"{broken"), kafka_record(good[1])]
+        await produce(kafka_bootstrap, topic, records)
         consumer = consumer_process(scratch, kafka_bootstrap, topic, tmp_path, "c").start()
         try:
 
@@ -264,7 +229,7 @@ async def test_unreadable_records_go_to_the_error_handler_and_change_nothing(
                 n = await conn.fetchval(f"SELECT count(*) FROM {scratch.schema}.errors")
                 return int(n) == 2 and await _applied(scratch, scratch.schema) == 2
 
-            await wait_for(both_errors, 60, "2 errors and 2 applied events")
+            await eventually(both_errors, 60, "2 errors and 2 applied events")
         finally:
             consumer.kill()
         errors = await conn.fetch(f"SELECT source, error FROM {scratch.schema}.errors")
@@ -277,10 +242,3 @@ async def test_unreadable_records_go_to_the_error_handler_and_change_nothing(
         assert all("\n" not in r["error"] for r in errors)
         assert [list(r["ids"]) for r in state] == [[str(m.id) for m in good]]
         assert recorded == 2
-
-
-def _record(message: Message, payload: bytes | None = None) -> dict[str, object]:
-    headers = [(k, v.encode()) for k, v in broker_headers(message)]
-    headers.append(("content-type", message.content_type.encode()))
-    value = message.payload if payload is None else payload
-    return {"value": value, "key": message.aggregate_id.encode(), "headers": headers}

@@ -65,6 +65,21 @@ def test_prune_and_status_from_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "expected a positive duration" in bad.stderr
 
 
+@pytest.mark.parametrize("command", [["status"], ["prune", "--older-than", "1d"]])
+def test_read_commands_create_no_database(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "missing.db"
+    argv = [sys.executable, "-m", "outboxkit.cli", "inbox", *command, "--inbox", "sqlite"]
+    argv += ["--sqlite-inbox-path", str(path)]
+    result = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "outboxkit inbox migrate" in result.stderr
+    assert str(path) in result.stderr
+    assert not path.exists()
+    sqlite3.connect(path).close()  # a database without the inbox tables
+    result = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin"})
+    assert result.returncode == 2 and "outboxkit inbox migrate" in result.stderr, result.stderr
+
+
 @pytest.mark.anyio
 async def test_the_sqlite_store_gives_each_message_its_position_as_sequence(
     tmp_path: Path,

@@ -12,11 +12,11 @@ import pytest
 
 from outboxkit.observability.logs import JsonFormatter, TextFormatter
 from outboxkit.relay.log import shard_ranges
+from tests.support import eventually
+from tests.support.kafka import fresh_topic
 from tests.support.observability import (
     Relay,
     TopicReader,
-    eventually,
-    kafka_topic,
     pg_outbox,
     relay_env,
     write_messages,
@@ -36,7 +36,10 @@ def _with_password(dsn: str) -> str:
 async def test_a_relay_run_in_json_lines(
     postgres_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    async with pg_outbox(postgres_url, shards=8) as schema, kafka_topic(kafka_bootstrap) as topic:
+    async with (
+        pg_outbox(postgres_url, shards=8) as schema,
+        fresh_topic(kafka_bootstrap, 3) as topic,
+    ):
         ids = await write_messages(postgres_url, schema, topic, 500)
         env = relay_env(_with_password(postgres_url), schema, kafka_bootstrap)
         env["OUTBOXKIT_KAFKA_SASL_PASSWORD"] = "kafka-" + PASSWORD
@@ -80,7 +83,10 @@ async def _wait(relay: Relay) -> int:
 async def test_summary_lines_every_interval(
     postgres_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    async with pg_outbox(postgres_url, shards=2) as schema, kafka_topic(kafka_bootstrap) as topic:
+    async with (
+        pg_outbox(postgres_url, shards=2) as schema,
+        fresh_topic(kafka_bootstrap, 3) as topic,
+    ):
         env = relay_env(postgres_url, schema, kafka_bootstrap)
         relay = Relay(env, tmp_path / "relay.log", "--summary-interval", "1")
         relay.start()

@@ -15,11 +15,11 @@ import anyio
 import pytest
 
 from outboxkit.testing import unique_name
+from tests.support import eventually
+from tests.support.kafka import fresh_topic
 from tests.support.observability import (
     Relay,
     TopicReader,
-    eventually,
-    kafka_topic,
     pg_outbox,
     prometheus_targets_dir,
     prometheus_value,
@@ -38,7 +38,7 @@ async def test_prometheus_sees_what_the_consumer_read(
     targets = prometheus_targets_dir(prometheus_url)
     run = unique_name("run")
     target_file = targets / f"{run}.json"
-    async with pg_outbox(postgres_url) as schema, kafka_topic(kafka_bootstrap) as topic:
+    async with pg_outbox(postgres_url) as schema, fresh_topic(kafka_bootstrap, 3) as topic:
         env = relay_env(postgres_url, schema, kafka_bootstrap, batch_size=100)
         relay = Relay(env, tmp_path / "relay.log", "--http-port", "0", "--check-interval", "1")
         relay.start()

@@ -24,7 +24,9 @@ from outboxkit.observability import ObservabilitySettings, RelayObserver
 from outboxkit.observability.tracing import publish_tracer
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
-from tests.support.observability import TopicReader, eventually, kafka_topic, pg_outbox
+from tests.support import eventually
+from tests.support.kafka import fresh_topic
+from tests.support.observability import TopicReader, pg_outbox
 from tests.support.postgres import pg_connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +41,10 @@ async def test_writer_relay_consumer_share_one_trace(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    async with pg_outbox(postgres_url, shards=2) as schema, kafka_topic(kafka_bootstrap) as topic:
+    async with (
+        pg_outbox(postgres_url, shards=2) as schema,
+        fresh_topic(kafka_bootstrap, 3) as topic,
+    ):
         token = context.attach(baggage.set_baggage("tenant", "acme"))
         try:
             with tracer.start_as_current_span("place order") as writer_span:

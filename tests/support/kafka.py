@@ -21,6 +21,7 @@ __all__ = [
     "PublisherFactory",
     "consume_records",
     "consumer_from_start",
+    "fresh_topic",
     "kafka_pid",
     "partition_count",
     "received",
@@ -83,6 +84,13 @@ async def topics(
                 await admin.delete_topics(names)
             finally:
                 await admin.close()
+
+
+@asynccontextmanager
+async def fresh_topic(bootstrap: str, partitions: int = 1) -> AsyncIterator[str]:
+    """One fresh topic of ``partitions`` partitions (see :func:`topics`)."""
+    async with topics(bootstrap, partitions=partitions) as (name,):
+        yield name
 
 
 @asynccontextmanager

@@ -1,54 +1,30 @@
 """What the observability tests share: a scratch pg outbox and Kafka topic, relay processes
-with ``--http-port``, an HTTP client, Prometheus' API, and a TCP proxy that can stall.
-
-"""
+with ``--http-port``, an HTTP client and Prometheus' API (a TCP proxy is in ``proxy.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import anyio
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 
 from outboxkit.message import HEADER_ID, Message
 from outboxkit.testing import unique_name
+from tests.support import eventually
 from tests.support.kafka import consumer_from_start
 from tests.support.postgres import pg_connection
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-async def eventually(
-    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
-) -> Any:
-    """Poll ``check`` (plain or async) until it returns something true; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if hasattr(result, "__await__"):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout:g}s: {what}")
-        await anyio.sleep(interval)
-
+from tests.support.processes import ChildProcess
 
 # -- postgres and kafka ------------------------------------------------------------------
 
@@ -90,30 +66,6 @@ async def write_messages(
                 await outbox.add_many(conn, batch)
             ids += [str(m.id) for m in batch]
     return ids
-
-
-@asynccontextmanager
-async def kafka_topic(bootstrap: str, partitions: int = 3) -> AsyncIterator[str]:
-    """A fresh topic, deleted afterwards."""
-    name = unique_name("okt-obs").replace("_", "-")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
-        )
-
-        async def visible() -> bool:
-            return name in await admin.list_topics()
-
-        await eventually(visible, 10, f"topic {name} visible", 0.05)
-        yield name
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await admin.delete_topics([name])
-            finally:
-                await admin.close()
 
 
 class TopicReader:
@@ -158,38 +110,14 @@ def relay_env(dsn: str, schema: str, bootstrap: str, **more: object) -> dict[str
     return {f"OUTBOXKIT_{k.upper()}": str(v) for k, v in settings.items()}
 
 
-class Relay:
+class Relay(ChildProcess):
     """``python -m outboxkit.cli relay --store pg --publisher kafka`` with JSON logs to a file
     and ``--http-port 0``: :attr:`port` is read from its log line."""
 
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        log_path: Path,
-        *extra: str,
-        python: Sequence[str] | None = None,
-        cwd: Path = REPO,
-    ) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
-        self.env = {**base, **env}
-        self.log_path = log_path
-        self.argv = [*(python or [sys.executable, "-m", "outboxkit.cli"]), "relay"]
-        self.argv += ["--store", "pg", "--publisher", "kafka", "--log-format", "json", *extra]
-        self.cwd = cwd
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Relay:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
+    def __init__(self, env: Mapping[str, str], log_path: Path, *extra: str) -> None:
+        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", "pg"]
+        argv += ["--publisher", "kafka", "--log-format", "json", *extra]
+        super().__init__(argv, env, log_path)
 
     def lines(self) -> list[dict[str, Any]]:
         """The JSON log lines so far (other lines are skipped)."""
@@ -274,67 +202,3 @@ def prometheus_value(prometheus_url: str, query: str) -> float | None:
         return None
     assert len(result) == 1, result
     return float(result[0]["value"][1])
-
-
-# -- a TCP proxy that can stall --------------------------------------------------------------
-
-
-class StallingProxy:
-    """Forwards ``127.0.0.1:port`` to ``target`` in threads; :meth:`stall` stops forwarding
-    bytes (connections stay open, nothing answers: a broker that hangs), :meth:`resume`
-    forwards again."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._open = threading.Event()
-        self._open.set()
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self) -> None:
-        self._open.clear()
-
-    def resume(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._open.set()
-        for sock in [self._listener, *self._sockets]:
-            with suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                self._open.wait()
-                if self._closed:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)

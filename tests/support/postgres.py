@@ -44,10 +44,10 @@ async def scratch_schema(dsn: str, prefix: str = "okt") -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def outbox_schema(dsn: str, shards: int) -> AsyncIterator[str]:
-    """A fresh schema holding an outbox of ``shards`` shards, migrated as ``outboxkit migrate
-    --store pg`` does; dropped with all it holds afterwards."""
-    async with scratch_schema(dsn, "okt_e2e") as schema:
+async def outbox_schema(dsn: str, shards: int, prefix: str = "okt_e2e") -> AsyncIterator[str]:
+    """A fresh schema ``PREFIX_<12 hex digits>`` holding an outbox of ``shards`` shards,
+    migrated as ``outboxkit migrate --store pg`` does; dropped with all it holds afterwards."""
+    async with scratch_schema(dsn, prefix) as schema:
         store = PostgresStore(PostgresSettings(dsn=dsn, schema=schema, shard_count=shards))
         await store.migrate()
         await store.close()

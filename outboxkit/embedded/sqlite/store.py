@@ -30,6 +30,7 @@ from outboxkit.protocols import (
     LeaseInfo,
     StoreStatus,
 )
+from outboxkit.sharding import known_shard_count
 
 __all__ = ["SqliteStore", "plugin"]
 
@@ -51,9 +52,7 @@ class SqliteStore:
     @property
     def shard_count(self) -> int:
         """The shard count fixed at migration (valid after :meth:`open` or :meth:`migrate`)."""
-        if self._shard_count is None:
-            raise RuntimeError("SqliteStore.shard_count is known only after open()")
-        return self._shard_count
+        return known_shard_count(self._shard_count, self)
 
     @property
     def wakes_every_commit(self) -> bool:

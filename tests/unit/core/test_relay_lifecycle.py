@@ -11,8 +11,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from outboxkit.cli.errors import outbox_error
 from outboxkit.closing import close_within
 from outboxkit.errors import PublisherUnavailableError, StoreUnavailableError
+from outboxkit.observability import ObservabilitySettings, RelayObserver
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay import sharded as relay_module
 from tests.unit.core.fakes import FakePublisher, FakeStore, messages, settings, wait_for
@@ -123,6 +125,26 @@ async def test_start_up_gives_up_after_startup_timeout(fast_steps: None) -> None
         await relay.run()
     assert str(caught.value) == "db:5432 refused (still failing after startup_timeout=0.3s)"
     assert store.attempts > 1
+
+
+async def test_the_exit_line_names_why_start_up_gave_up(
+    fast_steps: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = RelayObserver(ObservabilitySettings(summary_interval=0, tracing=False))
+    store, publisher = observer.wrap(FlakyStore(failures=math.inf), FakePublisher())
+    relay = ShardedRelay(store, publisher, settings(startup_timeout=0.3))
+    with (
+        caplog.at_level(logging.INFO, "outboxkit.relay"),
+        anyio.fail_after(2),
+        pytest.raises(BaseException) as caught,
+    ):
+        await observer.run(relay)
+    assert isinstance(outbox_error(caught.value), StoreUnavailableError)
+    (final,) = [r.getMessage() for r in caplog.records if " exiting: " in r.getMessage()]
+    assert final.endswith(
+        "reason: failed (StoreUnavailableError: db:5432 refused "
+        "(still failing after startup_timeout=0.3s))"
+    ), final
 
 
 async def test_a_refusal_at_start_up_is_not_retried(fast_steps: None) -> None:

@@ -36,6 +36,7 @@ from outboxkit.protocols import (
     LeaseInfo,
     StoreStatus,
 )
+from outboxkit.sharding import known_shard_count
 from outboxkit_mongodb.documents import Outboxes, dead_letter_document
 from outboxkit_mongodb.entries import as_utc, decode_entry
 from outboxkit_mongodb.leases import Leases
@@ -103,9 +104,7 @@ class MongoStore:
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def shard_count(self) -> int:
-        if self._shard_count is None:
-            raise RuntimeError("MongoStore.shard_count is known after open()")
-        return self._shard_count
+        return known_shard_count(self._shard_count, self)
 
     @property
     def wakes_every_commit(self) -> bool:

@@ -29,6 +29,7 @@ from outboxkit.protocols import (
     StoreGauges,
     StoreStatus,
 )
+from outboxkit.sharding import known_shard_count
 from outboxkit_postgres.codec import dead_letter_from_row, envelope_from_row
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.merging import TurnMerger
@@ -111,9 +112,7 @@ class PostgresStore:
     @property
     def shard_count(self) -> int:
         """The shard count fixed at migration (after :meth:`open` or :meth:`migrate`)."""
-        if self._shard_count is None:
-            raise RuntimeError("PostgresStore.shard_count is known after open()")
-        return self._shard_count
+        return known_shard_count(self._shard_count, self)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         dsn = self._settings.dsn
