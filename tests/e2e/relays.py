@@ -43,8 +43,10 @@ class RelayProcess:
         publisher: str,
         cwd: Path = REPO,
         log_level: str | None = "info",
+        launcher: list[str] | None = None,
     ) -> None:
         self.name, self.store, self.publisher = name, store, publisher
+        self.launcher = launcher or [sys.executable, "-m", "outboxkit.cli"]
         self.cwd, self.log_level = cwd, log_level
         self.log_path = log_dir / f"{name}.log"
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXKIT_")}
@@ -52,7 +54,7 @@ class RelayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RelayProcess:
-        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", self.store]
+        argv = [*self.launcher, "relay", "--store", self.store]
         argv += ["--publisher", self.publisher, "--instance-id", self.name]
         if self.log_level is not None:
             argv += ["--log-level", self.log_level]

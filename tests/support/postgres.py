@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 import anyio
 import asyncpg
 from outboxkit_postgres import PostgresSettings, PostgresStore
+from outboxkit_postgres.wal_store import PostgresWalStore
 
 from outboxkit.testing import unique_name
 
-__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema"]
+__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema", "wal_outbox"]
 
 
 @asynccontextmanager
@@ -52,3 +53,22 @@ async def outbox_schema(dsn: str, shards: int) -> AsyncIterator[str]:
         await store.migrate()
         await store.close()
         yield schema
+
+
+@asynccontextmanager
+async def wal_outbox(dsn: str, shards: int = 4, **settings: object) -> AsyncIterator[str]:
+    """A fresh schema holding a WAL-only outbox (``mode="wal"``): its tables, publication and
+    replication slot, created as ``outboxkit migrate --store pg --pg-mode wal`` does. The slot
+    and publication are dropped afterwards (a forgotten slot keeps WAL forever; the shared
+    server has few slots), then the schema."""
+    async with scratch_schema(dsn, "okt_wal") as schema:
+        store = PostgresWalStore(
+            PostgresSettings(dsn=dsn, schema=schema, shard_count=shards, mode="wal", **settings)  # type: ignore[arg-type]
+        )
+        try:
+            await store.migrate()
+            yield schema
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.drop_slot()
+                await store.close()
