@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -273,7 +274,7 @@ async def test_paused_holder_whose_lease_was_taken_cannot_confirm_the_slot(
         try:
             other = next(r for r in rig.relays if r is not paused)
             await rig.wait_for_holder(other.name, timeout=LEASE_TTL * 10)
-            _, new_token, new_pid = await rig.slot()
+            new_token, new_pid = await _new_reader(rig, old_pid)
         finally:
             paused.signal(signal.SIGCONT)
     result = await rig.delivered(timeout=60)
@@ -281,7 +282,7 @@ async def test_paused_holder_whose_lease_was_taken_cannot_confirm_the_slot(
     assert new_token > old_token
     assert new_pid is not None and new_pid != old_pid, "the paused reader's stream was ended"
     try:
-        await eventually(lambda: "lease lost" in paused.log(), 10, "the paused relay saw its loss")
+        await eventually(lambda: _saw_loss(paused), 15, "the paused holder saw its loss")
     except TimeoutError:
         raise AssertionError(paused.log()[-4000:]) from None
     assert (await rig.slot())[0] == other.name, "the paused relay took nothing back"
@@ -332,3 +333,22 @@ async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker
 
     assert "retry" in relay.log() or rig.reader.ids, rig.logs()
     rig.assert_clean(result, max_duplicates=rig.writers.log.count)
+
+
+def _saw_loss(relay: RelayProcess) -> bool:
+    """The relay logged that its lease was refused or its stream was ended by the new
+    holder, whichever it noticed first."""
+    log = relay.log()
+    return "slot lease lost" in log or "broke" in log
+
+
+async def _new_reader(rig: Any, old_pid: int | None) -> tuple[int, int | None]:
+    """The new holder's token and its stream's pid, once it streams (the old stream ended)."""
+
+    async def streaming() -> bool:
+        pid = (await rig.slot())[2]
+        return pid is not None and pid != old_pid
+
+    await eventually(streaming, LEASE_TTL * 5, "the new holder streams the slot", 0.1)
+    _, token, pid = await rig.slot()
+    return token, pid

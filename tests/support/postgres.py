@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import asyncpg
 from outboxkit_postgres import PostgresSettings, PostgresStore
-from outboxkit_postgres.wal_store import PostgresWalStore
+from outboxkit_postgres.wal_store import PostgresWalStore, create_store
 
 from outboxkit.testing import unique_name
 
@@ -57,14 +58,17 @@ async def outbox_schema(dsn: str, shards: int) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def wal_outbox(dsn: str, shards: int = 4, **settings: object) -> AsyncIterator[str]:
-    """A fresh schema holding a WAL-only outbox (``mode="wal"``): its tables, publication and
-    replication slot, created as ``outboxkit migrate --store pg --pg-mode wal`` does. The slot
-    and publication are dropped afterwards (a forgotten slot keeps WAL forever; the shared
-    server has few slots), then the schema."""
+    """A fresh schema holding an outbox that tails the log (default ``mode="wal"``; or
+    ``mode="table", wake_from_log=True``): its tables, publication and replication slot, as
+    ``outboxkit migrate --store pg`` creates them. The slot and publication are dropped
+    afterwards (a forgotten slot keeps WAL forever; the shared server has few slots), then the
+    schema."""
     async with scratch_schema(dsn, "okt_wal") as schema:
-        store = PostgresWalStore(
-            PostgresSettings(dsn=dsn, schema=schema, shard_count=shards, mode="wal", **settings)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"mode": "wal", **settings}
+        store = create_store(
+            PostgresSettings(dsn=dsn, schema=schema, shard_count=shards, **options)
         )
+        assert isinstance(store, PostgresWalStore)
         try:
             await store.migrate()
             yield schema

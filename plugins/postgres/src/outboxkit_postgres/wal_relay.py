@@ -40,7 +40,7 @@ from outboxkit_postgres.slot import SlotBusyError, SlotStream
 if TYPE_CHECKING:
     from outboxkit_postgres.wal_store import PostgresWalStore
 
-__all__ = ["WalTail"]
+__all__ = ["SessionLost", "SlotHolder", "SlotSession", "WalTail"]
 
 MAX_CALLS = 8
 """Publish calls in flight at once (each holds whole aggregates)."""
@@ -73,31 +73,27 @@ class _Aggregate:
     """In a publish call, waiting for a retry, or being dead-lettered."""
 
 
-class _SessionLost(Exception):
+class SessionLost(Exception):
     """The slot lease was lost: drop everything read (the next holder reads it again)."""
 
 
-class WalTail:
-    """Reads one slot for one relay instance, while it holds the slot's lease."""
+class SlotHolder:
+    """Takes a slot's lease when it is free and reads the slot while holding it; one
+    :meth:`session` per tenure."""
 
     def __init__(
-        self,
-        store: PostgresWalStore,
-        publisher: Publisher,
-        settings: RelaySettings,
-        metrics: RelayMetrics,
-        owner: str,
-        rng: random.Random | None = None,
+        self, store: PostgresWalStore, settings: RelaySettings, metrics: RelayMetrics, owner: str
     ) -> None:
         self._store = store
-        self._publisher = publisher
         self._settings = settings
         self._metrics = metrics
         self._owner = owner
-        self._rng = rng or random.Random()
-        self._prefix = store.names.wal_prefix
         self.holding = False
         """True while this instance holds the slot's lease and reads it."""
+
+    def session(self, token: int) -> SlotSession:
+        """What to do with the slot during one tenure of its lease."""
+        raise NotImplementedError
 
     async def run(self) -> None:
         """Take the slot's lease when free and read it; forever (until cancelled)."""
@@ -114,10 +110,10 @@ class WalTail:
             self.holding = True
             log.info("slot %s: lease taken (token %d)", self._store.slot_name, token)
             try:
-                await _Session(self, token).run()
+                await self.session(token).run()
             except Exception as exc:
                 cause = _cause(exc)
-                if isinstance(cause, _SessionLost):
+                if isinstance(cause, SessionLost):
                     log.warning("slot %s: %s; reading stops", self._store.slot_name, cause)
                 else:
                     log.warning("slot %s: reading failed (%s)", self._store.slot_name, brief(cause))
@@ -135,18 +131,91 @@ def _cause(exc: BaseException) -> BaseException:
     """The exception that ended a session: a lost lease wins over what it caused."""
     if isinstance(exc, BaseExceptionGroup):
         causes = [_cause(inner) for inner in exc.exceptions]
-        lost = [c for c in causes if isinstance(c, _SessionLost)]
+        lost = [c for c in causes if isinstance(c, SessionLost)]
         return (lost or causes)[0]
     return exc
 
 
-class _Session:
-    """One tenure of the lease: stream, publish, confirm."""
+class SlotSession:
+    """One tenure of a slot's lease: the stream, opened once any former reader is ended, and
+    the lease renewed on its own task (a renewal refused ends the session)."""
+
+    def __init__(self, holder: SlotHolder, token: int) -> None:
+        self.holder = holder
+        self.store = holder._store
+        self.token = token
+        self.stream: SlotStream | None = None
+
+    async def run(self) -> None:
+        """Read the slot until the lease is lost (or cancelled)."""
+        raise NotImplementedError
+
+    def pending_since(self) -> datetime | None:
+        """Commit time of the oldest transaction read but not confirmed."""
+        return None
+
+    async def open_stream(self) -> SlotStream:
+        store = self.store
+        for attempt in range(20):
+            await store.slot_fence(self.holder._owner, self.token)
+            await store.slot_terminate_readers()
+            stream = store.slot_stream()
+            try:
+                await stream.open()
+                self.stream = stream
+                return stream
+            except SlotBusyError:
+                await anyio.sleep(0.1 * (attempt + 1))
+        raise OSError(f"slot {store.slot_name} stays busy with another reader")
+
+    async def keep_lease(self) -> None:
+        holder = self.holder
+        ttl = holder._settings.lease_ttl
+        deadline = anyio.current_time() + ttl
+        while True:
+            await anyio.sleep(ttl / 3)
+            try:
+                held = await self.store.slot_renew(
+                    holder._owner, self.token, ttl, self.pending_since()
+                )
+            except Exception as exc:
+                log.warning("slot lease: renew failed (%s)", brief(exc))
+                if anyio.current_time() < deadline - ttl / 3:
+                    continue
+                held = False
+            if not held:
+                holder._metrics.lease_lost += 1
+                raise SessionLost("slot lease lost")
+            deadline = anyio.current_time() + ttl
+
+
+class WalTail(SlotHolder):
+    """Reads the WAL-only outbox's slot for one relay instance, while it holds the lease."""
+
+    def __init__(
+        self,
+        store: PostgresWalStore,
+        publisher: Publisher,
+        settings: RelaySettings,
+        metrics: RelayMetrics,
+        owner: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(store, settings, metrics, owner)
+        self._publisher = publisher
+        self._rng = rng or random.Random()
+        self._prefix = store.names.wal_prefix
+
+    def session(self, token: int) -> SlotSession:
+        return _Session(self, token)
+
+
+class _Session(SlotSession):
+    """Stream, publish, confirm."""
 
     def __init__(self, tail: WalTail, token: int) -> None:
+        super().__init__(tail, token)
         self.t = tail
-        self.store = tail._store
-        self.token = token
         self.txns: deque[_Txn] = deque()
         self.aggregates: dict[str, _Aggregate] = {}
         self.ready: dict[str, None] = {}
@@ -160,55 +229,25 @@ class _Session:
         self.park_wanted = anyio.Event()
         self.confirmed = 0
         self.pending_items = 0
-        self.stream: SlotStream | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
 
     async def run(self) -> None:
         settings = self.t._settings
         block = settings.on_dead_letter == "block"
         self.in_table = set(await self.store.wal_table_aggregates(block))
-        stream = self.stream = await self._open_stream()
+        stream = await self.open_stream()
         try:
             async with anyio.create_task_group() as tg:
                 self.task_group = tg
-                tg.start_soon(self._keep_lease)
+                tg.start_soon(self.keep_lease)
                 tg.start_soon(self._refresh_table_aggregates, block)
                 tg.start_soon(self._parker)
                 await self._read(stream)
         finally:
             stream.close()
 
-    async def _open_stream(self) -> SlotStream:
-        store = self.store
-        for attempt in range(20):
-            await store.slot_fence(self.t._owner, self.token)
-            await store.slot_terminate_readers()
-            stream = store.slot_stream()
-            try:
-                await stream.open()
-                return stream
-            except SlotBusyError:
-                await anyio.sleep(0.1 * (attempt + 1))
-        raise OSError(f"slot {store.slot_name} stays busy with another reader")
-
-    # -- lease ------------------------------------------------------------------------------
-    async def _keep_lease(self) -> None:
-        ttl = self.t._settings.lease_ttl
-        deadline = anyio.current_time() + ttl
-        while True:
-            await anyio.sleep(ttl / 3)
-            pending_since = self.txns[0].committed_at if self.txns else None
-            try:
-                held = await self.store.slot_renew(self.t._owner, self.token, ttl, pending_since)
-            except Exception as exc:
-                log.warning("slot lease: renew failed (%s)", brief(exc))
-                if anyio.current_time() < deadline - ttl / 3:
-                    continue
-                held = False
-            if not held:
-                self.t._metrics.lease_lost += 1
-                raise _SessionLost("slot lease lost")
-            deadline = anyio.current_time() + ttl
+    def pending_since(self) -> datetime | None:
+        return self.txns[0].committed_at if self.txns else None
 
     # -- reading ----------------------------------------------------------------------------
     async def _read(self, stream: SlotStream) -> None:
@@ -347,7 +386,7 @@ class _Session:
             if not await self.store.wal_dead_letter(
                 self.t._owner, self.token, [item.message], [item.attempts], error
             ):
-                raise _SessionLost("slot lease lost (dead letter refused)")
+                raise SessionLost("slot lease lost (dead letter refused)")
             log.warning(
                 "message %s of aggregate %r dead-lettered after %d attempts: %s",
                 item.message.id,
@@ -378,7 +417,7 @@ class _Session:
         if not items:
             return
         if not await self.store.wal_park(self.t._owner, self.token, [i.message for i in items]):
-            raise _SessionLost("slot lease lost (park refused)")
+            raise SessionLost("slot lease lost (park refused)")
         for item in items:
             self._done(item)
 

@@ -18,6 +18,7 @@ from outboxkit.relay.settings import RelaySettings
 from outboxkit.sharding import shard_of
 from outboxkit.sql_names import check_identifier
 from outboxkit_postgres.codec import writer_arguments
+from outboxkit_postgres.log_wake import LogWake
 from outboxkit_postgres.names import OutboxNames
 from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.slot import (
@@ -29,7 +30,7 @@ from outboxkit_postgres.slot import (
     terminate_readers,
 )
 from outboxkit_postgres.store import PostgresStore
-from outboxkit_postgres.wal_relay import WalTail
+from outboxkit_postgres.wal_relay import SlotHolder, WalTail
 
 __all__ = ["PostgresWalStore"]
 
@@ -92,9 +93,15 @@ class PostgresWalStore(PostgresStore):
 
     def tail(
         self, publisher: Publisher, settings: RelaySettings, metrics: RelayMetrics, owner: str
-    ) -> WalTail:
+    ) -> SlotHolder:
         """The slot reader the sharded relay runs beside its shard workers."""
         return WalTail(self, publisher, settings, metrics, owner, random.Random())
+
+    async def wake(self, payloads: Sequence[str]) -> None:
+        """NOTIFY the relays' channel with each payload (shard lists)."""
+        await self._leasing().execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self._names.channel, payloads
+        )
 
     # -- the slot's lease -------------------------------------------------------------------
     async def slot_acquire(self, owner: str, ttl: float) -> int | None:
@@ -224,8 +231,36 @@ class PostgresWalStore(PostgresStore):
         return msgspec.structs.replace(status, slot=slot)
 
 
+class PostgresLogWokenStore(PostgresWalStore):
+    """The table store woken by the log (``wake_from_log``): writers add rows without NOTIFY
+    (``PostgresOutbox(notify=False)``); the instance holding the slot of the table's inserts
+    sends the relays one coalesced NOTIFY per read turn (:mod:`~outboxkit_postgres.log_wake`).
+    Everything else is the table store's."""
+
+    def _published_table(self) -> str | None:
+        return self._names.render("{{schema}}.{{table}}")
+
+    def tail(
+        self, publisher: Publisher, settings: RelaySettings, metrics: RelayMetrics, owner: str
+    ) -> SlotHolder:
+        """The slot holder the sharded relay runs beside its shard workers."""
+        return LogWake(self, settings, metrics, owner)
+
+
 def create_store(settings: PostgresSettings) -> PostgresStore:
     """The store of the configured mode."""
     if settings.mode == "wal":
+        if settings.wake_from_log:
+            raise ConfigurationError(
+                "pg wake_from_log applies to mode=table (the WAL-only mode reads the log "
+                "anyway): drop one of the two settings"
+            )
         return PostgresWalStore(settings)
+    if settings.wake_from_log:
+        if not settings.notify:
+            raise ConfigurationError(
+                "pg wake_from_log sends the relays a NOTIFY they LISTEN to: it needs notify=true "
+                "on the relay (writers use PostgresOutbox(notify=False))"
+            )
+        return PostgresLogWokenStore(settings)
     return PostgresStore(settings)
