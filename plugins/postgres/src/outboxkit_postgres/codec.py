@@ -144,24 +144,17 @@ def decode_wal_messages(body: bytes) -> list[Message]:
         raise ValueError(f"WAL message format {version} is not {WAL_FORMAT}: upgrade outboxkit")
     put = force_setattr
     found = []
-    for row in rows:
+    for i, at, ai, et, topic, key, headers, payload, ct, created in rows:
         message = _copy_template()
-        for name, value in zip(_WAL_FIELDS, row, strict=True):
-            put(message, name, value)
-        put(message, "id", UUID(bytes=row[0]))
+        put(message, "id", UUID(bytes=i))
+        put(message, "aggregate_type", at)
+        put(message, "aggregate_id", ai)
+        put(message, "event_type", et)
+        put(message, "topic", topic)
+        put(message, "key", key)
+        put(message, "headers", headers)
+        put(message, "payload", payload)
+        put(message, "content_type", ct)
+        put(message, "created_at", created)
         found.append(message)
     return found
-
-
-_WAL_FIELDS = (
-    "id",
-    "aggregate_type",
-    "aggregate_id",
-    "event_type",
-    "topic",
-    "key",
-    "headers",
-    "payload",
-    "content_type",
-    "created_at",
-)
