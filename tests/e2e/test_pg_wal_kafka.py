@@ -21,18 +21,18 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
-from outboxkit_postgres import PostgresSettings
-from outboxkit_postgres.wal_writer import PostgresWalOutbox
+from outboxkit_postgres import PostgresSettings, PostgresWalOutbox
 
 from outboxkit.message import Message
 from tests.e2e.checks import Verdict, eventually, verdict
-from tests.e2e.pg_writers import Writers
+from tests.e2e.pg_writers import CommitLog, Writers
 from tests.e2e.readers import TopicReader
 from tests.e2e.relays import RelayProcess, outboxkit_env
 from tests.support import REPO
 from tests.support.kafka import topics
 from tests.support.observability import StallingProxy
 from tests.support.postgres import pg_connection, wal_outbox
+from tests.support.private_postgres import PrivatePostgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -352,3 +352,55 @@ async def _new_reader(rig: Any, old_pid: int | None) -> tuple[int, int | None]:
     await eventually(streaming, LEASE_TTL * 5, "the new holder streams the slot", 0.1)
     _, token, pid = await rig.slot()
     return token, pid
+
+
+@pytest.mark.timeout(180)
+async def test_postgres_restart_mid_stream_loses_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """On a private PostgreSQL (the shared one is never restarted): the relay reconnects
+    and reads the slot from its confirmed position."""
+    server = PrivatePostgres()
+    server.start()
+    try:
+        async with (
+            topics(kafka_bootstrap, partitions=6, prefix="okt-walrs") as (topic,),
+            wal_outbox(server.url, shards=4) as schema,
+        ):
+            rig = WalRig(server.url, kafka_bootstrap, schema, topic, tmp_path)
+            outbox = PostgresWalOutbox(schema=schema)
+            async with pg_connection(server.url) as conn:
+                await conn.execute(
+                    f"CREATE TABLE {schema}.orders (id bigserial, aggregate_id text, n int)"
+                )
+            async with anyio.create_task_group() as tg:
+                await tg.start(rig.reader.run)
+                relay = rig.start_relay("relay-a")
+                try:
+                    await _write_across_a_restart(rig, server, outbox, topic)
+                    result = await rig.delivered(timeout=60)
+                finally:
+                    relay.stop()
+                    tg.cancel_scope.cancel()
+            assert "reading failed" in relay.log(), "the restart was not noticed"
+            rig.assert_clean(result, max_duplicates=READ_AHEAD)
+    finally:
+        server.close()
+
+
+async def _write_across_a_restart(
+    rig: WalRig, server: PrivatePostgres, outbox: PostgresWalOutbox, topic: str
+) -> None:
+    """1,000 messages before and 1,000 after a restart, each phase from fresh pools."""
+    log = CommitLog()
+    for phase in range(2):
+        pool = await asyncpg.create_pool(rig.dsn, min_size=4, max_size=4)
+        try:
+            rig.writers = WalWriters(pool, outbox, f"{rig.schema}.orders", topic)  # type: ignore[arg-type]
+            rig.writers.log = log
+            await rig.writers.run(1000, [f"agg-{n}" for n in range(50)], 4, seed=phase + 1)
+        finally:
+            await pool.close()
+        if phase == 0:
+            await eventually(lambda: len(rig.reader.ids) >= 300, 30, "300 read", 0.05)
+            server.restart()
