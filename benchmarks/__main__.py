@@ -39,6 +39,7 @@ SCENARIOS = {
     "latency": "benchmarks.scenarios.latency",
     "backlog": "benchmarks.scenarios.backlog",
     "scaling": "benchmarks.scenarios.scaling",
+    "wal": "benchmarks.scenarios.log_tailing",
 }
 """Scenario name -> module with ``async def run(ctx)``, imported when it runs (so one whose
 plugin is missing fails alone)."""

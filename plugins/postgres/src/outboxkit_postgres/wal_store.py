@@ -49,6 +49,7 @@ class PostgresWalStore(PostgresStore):
     def __init__(self, settings: PostgresSettings | None = None) -> None:
         super().__init__(settings)
         self.slot_name = self._settings.slot or self._names.slot
+        """The replication slot (and publication) this store reads."""
         check_identifier(self.slot_name, "slot name")
 
     @property
