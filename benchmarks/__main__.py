@@ -40,6 +40,8 @@ SCENARIOS = {
     "backlog": "benchmarks.scenarios.backlog",
     "scaling": "benchmarks.scenarios.scaling",
     "wal": "benchmarks.scenarios.log_tailing",
+    "observability": "benchmarks.scenarios.observability",
+    "inbox": "benchmarks.scenarios.inbox",
 }
 """Scenario name -> module with ``async def run(ctx)``, imported when it runs (so one whose
 plugin is missing fails alone)."""

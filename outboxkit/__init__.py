@@ -9,6 +9,7 @@ from outboxkit.errors import (
     PluginNotFoundError,
     PublisherUnavailableError,
     SchemaMissingError,
+    ServerUnavailableError,
     StoreUnavailableError,
     TransactionRequiredError,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "Relay",
     "RelaySettings",
     "SchemaMissingError",
+    "ServerUnavailableError",
     "ShardedRelay",
     "Store",
     "StoreStatus",

@@ -61,12 +61,26 @@ class LeaseLostError(OutboxError):
         )
 
 
-class StoreUnavailableError(OutboxError):
-    """The store's database cannot be reached."""
+class ServerUnavailableError(OutboxError):
+    """A server (the store's database, the broker) cannot be used now.
+
+    ``retriable`` (the default) means it did not answer, or answered "not now": a relay
+    starting up keeps trying. ``retriable=False`` means it answered with a refusal that waiting
+    will not fix (credentials refused, unknown database): the relay stops at once.
+    """
+
+    def __init__(self, message: str = "", *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        """False if waiting will not fix it (a refusal): a relay starting up stops at once."""
 
 
-class PublisherUnavailableError(OutboxError):
-    """The broker cannot be reached."""
+class StoreUnavailableError(ServerUnavailableError):
+    """The store's database cannot be reached (or refuses this relay: ``retriable=False``)."""
+
+
+class PublisherUnavailableError(ServerUnavailableError):
+    """The broker cannot be reached (or refuses this relay: ``retriable=False``)."""
 
 
 class DeadLetterNotFoundError(OutboxError, LookupError):

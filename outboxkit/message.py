@@ -21,6 +21,7 @@ __all__ = [
     "HEADER_AGGREGATE_TYPE",
     "HEADER_EVENT_TYPE",
     "HEADER_ID",
+    "HEADER_SEQUENCE",
     "ROUTING_FIELDS",
     "Message",
     "broker_headers",
@@ -34,6 +35,9 @@ HEADER_ID = "outboxkit-id"
 HEADER_AGGREGATE_TYPE = "outboxkit-aggregate-type"
 HEADER_AGGREGATE_ID = "outboxkit-aggregate-id"
 HEADER_EVENT_TYPE = "outboxkit-event-type"
+HEADER_SEQUENCE = "outboxkit-sequence"
+"""The message's sequence number within its aggregate, set by the relay from the store (see
+:attr:`outboxkit.protocols.Envelope.sequence`); absent if the store keeps none."""
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 ROUTING_FIELDS = frozenset({"topic", "aggregate_type", "aggregate_id", "event_type"})
@@ -204,7 +208,11 @@ def _current_trace() -> Mapping[str, str]:
 
 
 def broker_headers(message: Message) -> list[tuple[str, str]]:
-    """Headers every publisher sends: the message's own, then the outboxkit ones."""
+    """Headers every publisher sends: the message's own, then the outboxkit ones.
+
+    Of the message's own headers, those starting with ``outboxkit-`` are dropped (a writer
+    cannot forge them), except :data:`HEADER_SEQUENCE`, which the relay sets.
+    """
     headers = [(k, v) for k, v in message.headers.items() if not k.startswith("outboxkit-")]
     headers += [
         (HEADER_ID, str(message.id)),
@@ -212,6 +220,9 @@ def broker_headers(message: Message) -> list[tuple[str, str]]:
         (HEADER_AGGREGATE_ID, message.aggregate_id),
         (HEADER_EVENT_TYPE, message.event_type),
     ]
+    sequence = message.headers.get(HEADER_SEQUENCE)
+    if sequence is not None:
+        headers.append((HEADER_SEQUENCE, sequence))
     return headers
 
 

@@ -7,7 +7,7 @@ conformance suites in :mod:`outboxkit.testing` check both contracts against a re
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
@@ -27,6 +27,7 @@ __all__ = [
     "Outcome",
     "Publisher",
     "Relay",
+    "ReportsDeliveries",
     "SlotStatus",
     "Store",
     "StoreGauges",
@@ -40,6 +41,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
     ``position`` orders messages within a shard (Postgres: the sequence); ``attempts`` counts
     failed publish attempts so far; ``ref`` is a store-private locator (e.g. a document id).
+    ``sequence``, if the store keeps one, is the message's number within its aggregate: it
+    grows in the aggregate's commit order and is the same at every claim of the message; the
+    relay sends it in the ``outboxkit-sequence`` header so consumers can tell an old event from
+    a new one (Postgres and SQLite: the position; MongoDB: the entry's append count).
     """
 
     message: Message
@@ -52,6 +57,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """Failed publish attempts so far."""
     ref: str | int | None = None
     """A store-private locator (e.g. a document id)."""
+    sequence: int | None = None
+    """Its number within its aggregate, if the store keeps one (see above)."""
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -361,6 +368,28 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
         """Publish ``messages``; one outcome each, in order."""
+        ...
+
+
+@runtime_checkable
+class ReportsDeliveries(Protocol):
+    """Optional publisher capability: report deliveries while a call is still in flight.
+
+    A publisher whose broker acknowledges a call's messages in several steps (Kafka: one
+    produce request per partition batch) implements ``publish_reporting``: the same contract
+    as ``publish``, plus ``delivered(indices)`` called (synchronously, from the publishing
+    task) with the positions in ``messages`` of messages the broker has just acknowledged.
+    Each index is reported at most once, only once the broker acknowledged it, and its final
+    outcome must be ``Delivered``. The relay then acknowledges in the store, while the call
+    is still running, each aggregate's messages up to its first one not reported delivered,
+    so a relay that crashes mid-call re-sends only what the store had not acknowledged yet.
+    Publishers without it are settled when ``publish`` returns.
+    """
+
+    async def publish_reporting(
+        self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
+    ) -> list[Outcome]:
+        """``publish(messages)``, calling ``delivered`` as acknowledgements arrive."""
         ...
 
 

@@ -37,3 +37,10 @@ def uuid7() -> uuid.UUID:
     rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value_int = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     return uuid.UUID(int=value_int)
+
+
+def uuid7_floor(seconds: float) -> uuid.UUID:
+    """The smallest UUIDv7 of the millisecond ``seconds`` (Unix time) falls in: every id made
+    at or after that time is at least this one, every id made before it is smaller."""
+    ms = max(0, int(seconds * 1000))
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62))

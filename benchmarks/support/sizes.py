@@ -38,6 +38,8 @@ class Size:
     """Alternating raw / relay rounds of the pg pipelines of scenario 1 (rates over all)."""
     latency_rounds: int = 1
     """Rounds of outboxkit and of the floor, alternating, at the latency bar's load."""
+    observability_rounds: int = 2
+    """Rounds of the observability scenario, each relaying the backlog in every mode."""
     batch_size: int = 500
 
 
@@ -57,6 +59,7 @@ SIZES: dict[str, Size] = {
         claims=10,
         relay_counts=(1, 2),
         mongo_messages=200,
+        observability_rounds=1,
     ),
     "small": Size(
         name="small",
@@ -91,5 +94,6 @@ SIZES: dict[str, Size] = {
         claims=50,
         relay_counts=(1, 2, 4),
         mongo_messages=100_000,
+        observability_rounds=3,
     ),
 }

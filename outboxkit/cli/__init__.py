@@ -10,6 +10,17 @@
 
 from __future__ import annotations
 
-from outboxkit.cli.app import main
+from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``outboxkit`` command (see :func:`outboxkit.cli.app.main`).
+
+    Imported on call, so that the writers can read :mod:`~outboxkit.cli.config` without
+    loading the command line.
+    """
+    from outboxkit.cli.app import main as run
+
+    return run(argv)

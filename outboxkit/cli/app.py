@@ -30,15 +30,17 @@ from outboxkit.cli.commands import (
 )
 from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.cli.errors import Scrubber, outbox_error
+from outboxkit.cli.inbox import INBOX_COMMANDS, INBOX_GROUPS
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import EXIT_CLOSED_PIPE, closed_pipe
 from outboxkit.cli.plugins import KINDS, installed, load
+from outboxkit.cli.watchdog import watchdog
 from outboxkit.errors import ConfigurationError
 from outboxkit.observability.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["DEFAULT_PLUGINS", "build_parser", "main", "parse"]
 
-DEFAULT_PLUGINS = {"store": "sqlite", "publisher": "stdout"}
+DEFAULT_PLUGINS = {"store": "sqlite", "publisher": "stdout", "inbox": "sqlite"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -53,10 +55,12 @@ class _Chosen:
 
 def _installed_epilog(spec: CommandSpec) -> str:
     lines = [
-        f"installed {kind}s: {', '.join(installed(KINDS[kind])) or 'none'}" for kind in spec.uses
+        f"installed {KINDS[kind].plural}: {', '.join(installed(KINDS[kind])) or 'none'}"
+        for kind in spec.uses
     ]
     if lines:
-        lines.append("add --store NAME / --publisher NAME before --help to see their options")
+        flags = " / ".join(f"--{kind} NAME" for kind in spec.uses)
+        lines.append(f"add {flags} before --help to see their options")
     return "\n".join(lines)
 
 
@@ -123,12 +127,12 @@ def build_parser(
     root.add_argument("--version", action="version", version=f"outboxkit {__version__}")
     commands = root.add_subparsers(dest="command", metavar="COMMAND", required=add_help)
     groups: dict[str, Any] = {}
-    for name, help_text in GROUPS.items():
+    for name, help_text in (GROUPS | INBOX_GROUPS).items():
         group = commands.add_parser(
             name, help=help_text, description=help_text, add_help=add_help, allow_abbrev=False
         )
         groups[name] = group.add_subparsers(dest="subcommand", metavar="ACTION", required=add_help)
-    for spec in COMMANDS:
+    for spec in (*COMMANDS, *INBOX_COMMANDS):
         *group_path, leaf = spec.path
         container = groups[group_path[0]] if group_path else commands
         parser = container.add_parser(
@@ -148,7 +152,8 @@ def _choose(kind: str, flag: str | None, environ: Mapping[str, str], config: Con
     name = flag or environ.get(f"{ENV_PREFIX}{kind.upper()}") or config.top(kind)
     name = name or DEFAULT_PLUGINS[kind]
     plugin = load(KINDS[kind], name)
-    return _Chosen(name, plugin, SettingsSpec.derive(plugin.settings_type, name))
+    spec = SettingsSpec.derive(plugin.settings_type, KINDS[kind].section(name))
+    return _Chosen(name, plugin, spec)
 
 
 def _plugin_hint(extras: Sequence[str], chosen: Mapping[str, _Chosen]) -> str:
@@ -213,7 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             secrets += selected.spec.secrets(selected.settings)
         scrubber.add(secrets)
         _configure_logging(invocation.args.log_level, invocation.args.log_format, secrets)
-        status = anyio.run(invocation.spec.run, invocation)
+        try:
+            status = anyio.run(invocation.spec.run, invocation)
+        finally:
+            watchdog.disarm()  # the event loop is closed: nothing is left to wait for
         sys.stdout.flush()  # here, so that a closed pipe is seen below
         return status
     except KeyboardInterrupt:

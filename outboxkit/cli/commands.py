@@ -9,23 +9,23 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import anyio
 import msgspec
 
 from outboxkit.cli.config import ConfigFile
+from outboxkit.cli.errors import Scrubber, outbox_error
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
 from outboxkit.cli.plugins import KINDS, installed, load
+from outboxkit.cli.watchdog import Watchdog, watchdog
 from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, OutboxError
 from outboxkit.observability.observer import ObservabilitySettings, RelayObserver
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
-
-if TYPE_CHECKING:
-    from outboxkit.relay import ShardedRelay
+from outboxkit.relay.sharded import CLOSE_STEP, ShardedRelay
 
 __all__ = [
     "COMMANDS",
@@ -100,24 +100,46 @@ class CommandSpec:
 # -- relay -----------------------------------------------------------------------------------
 
 
-async def _stop_on_signals(relay: ShardedRelay, scope: anyio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: graceful stop (drain, release leases). Second: cancel at once."""
-    stopping = False
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if stopping:
+SHUTDOWN_GRACE = 2 * CLOSE_STEP + 2
+"""Seconds a stopping relay may take past ``drain_timeout``: leaving, closing, exiting."""
+EXIT_GRACE = 2.0
+"""Seconds the process may take to exit once the relay returned, or after a second signal."""
+
+
+class _SignalStop:
+    """First SIGTERM/SIGINT: graceful stop (drain, release leases). Second: stop at once."""
+
+    def __init__(self, relay: ShardedRelay, watchdog: Watchdog) -> None:
+        self.relay, self.watchdog = relay, watchdog
+        self.signalled = False
+        self.exit_code = 0
+
+    async def watch(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not self.signalled:
+                    self.signalled = True
+                    log.info("%s: draining in-flight work and releasing leases", name)
+                    self.relay.stop(name)
+                    limit = self.relay.settings.drain_timeout + SHUTDOWN_GRACE
+                    self.watchdog.arm(
+                        limit,
+                        0,
+                        f"outboxkit: the relay did not stop within {limit:g}s of {name} "
+                        "(a server does not answer): exiting anyway",
+                    )
+                    continue
                 log.warning("second %s: stopping without draining", name)
-                scope.cancel()
+                self.exit_code = 128 + signum
+                self.relay.abort()
+                self.watchdog.arm(
+                    EXIT_GRACE, self.exit_code, f"outboxkit: stopped at once ({name})"
+                )
                 return
-            log.info("%s: draining in-flight work and releasing leases", name)
-            stopping = True
-            relay.stop(name)
 
 
 async def _relay(inv: Invocation) -> int:
-    from outboxkit.relay import ShardedRelay
-
     assert inv.relay is not None
     observer = RelayObserver(
         inv.observability, inv.selected["store"].name, inv.selected["publisher"].name
@@ -131,11 +153,23 @@ async def _relay(inv: Invocation) -> int:
         inv.selected["publisher"].describe(),
         ", ".join(f"{k}={v}" for k, v in RELAY_SPEC.masked(inv.relay).items()),
     )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_stop_on_signals, relay, tg.cancel_scope)
-        await observer.run(relay)
-        tg.cancel_scope.cancel()
-    return 0
+    signals = _SignalStop(relay, watchdog)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(signals.watch)
+            await observer.run(relay)
+            tg.cancel_scope.cancel()
+    except Exception as exc:
+        known = outbox_error(exc)
+        scrub = Scrubber()
+        for selected in inv.selected.values():
+            scrub.add(selected.spec.secrets(selected.settings))
+        note = f"outboxkit: error: {scrub(str(known or exc))}"
+        watchdog.arm(EXIT_GRACE, 2 if known else 1, note)
+        raise
+    note = f"outboxkit: the relay stopped but the process did not end within {EXIT_GRACE:g}s"
+    watchdog.arm(EXIT_GRACE, signals.exit_code, note)
+    return signals.exit_code
 
 
 # -- store operations ------------------------------------------------------------------------
@@ -337,7 +371,7 @@ async def _dead_letters_purge(inv: Invocation) -> int:
 
 async def _plugins(inv: Invocation) -> int:
     for kind in KINDS.values():
-        print(f"{kind.name}s:")
+        print(f"{kind.plural}:")
         names = installed(kind)
         width = max((len(n) for n in names), default=0)
         for name in names:
@@ -401,5 +435,5 @@ COMMANDS = (
         _dead_letters_purge,
         add_arguments=_purge_arguments,
     ),
-    CommandSpec(("plugins",), "list installed store and publisher plugins", _plugins, uses=()),
+    CommandSpec(("plugins",), "list installed plugins", _plugins, uses=()),
 )

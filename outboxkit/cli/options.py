@@ -2,11 +2,12 @@
 
 A settings struct is a ``msgspec.Struct`` whose fields are
 ``Annotated[T, msgspec.Meta(description=...)]`` (secrets: ``extra={"secret": True}``) with T one
-of str, int, float, bool, a Literal, list[str] or ``X | None``. For a plugin named ``pg`` the
-field ``dsn`` becomes the flag ``--pg-dsn``, the variable ``OUTBOXKIT_PG_DSN`` and the key
-``dsn`` of the TOML table ``[pg]``; relay settings have no prefix (``--batch-size``,
-``OUTBOXKIT_BATCH_SIZE``, ``[relay]``). Flags win over the environment, which wins over the
-file, which wins over the struct's defaults.
+of str, int, float, bool, a Literal, list[str] or ``X | None``; a float of seconds marked
+``extra={"duration": True}`` also takes a unit (``500ms``, ``30s``, ``5m``, ``1h``). For a
+plugin named ``pg`` the field ``dsn`` becomes the flag ``--pg-dsn``, the variable
+``OUTBOXKIT_PG_DSN`` and the key ``dsn`` of the TOML table ``[pg]``; relay settings have no
+prefix (``--batch-size``, ``OUTBOXKIT_BATCH_SIZE``, ``[relay]``). Flags win over the
+environment, which wins over the file, which wins over the struct's defaults.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ Kind = Literal["bool", "list", "scalar"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _AT_FIELD = re.compile(r" - at `\$\.(\w+)")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*", re.IGNORECASE)
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SettingField:
     default: Any
     secret: bool
     choices: tuple[str, ...]
+    duration: bool
     flag: str
     env: str
     dest: str
@@ -75,6 +79,9 @@ class SettingField:
             return [item.strip() for item in raw.split(",") if item.strip()]
         if self.kind == "bool" and raw.strip().lower() in _TRUE | _FALSE:
             return raw.strip().lower() in _TRUE
+        duration = _DURATION.fullmatch(raw) if self.duration else None
+        if duration is not None:
+            return float(duration[1]) * _SECONDS[(duration[2] or "s").lower()]
         return raw
 
     def help(self) -> str:
@@ -126,6 +133,7 @@ def _field(section: str, prefix: str, f: mi.Field) -> SettingField:
         default=default,
         secret=bool(extra.get("secret", False)),
         choices=choices,
+        duration=bool(extra.get("duration", False)),
         flag="--" + "-".join(words).replace("_", "-").lower(),
         env=ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", "_".join(words)).upper(),
         dest=f"settings:{section}:{f.name}",
@@ -161,6 +169,8 @@ class SettingsSpec(Generic[S]):
                 )
                 continue
             metavar = "{" + ",".join(f.choices) + "}" if f.choices else f.name.upper()
+            if f.duration:
+                metavar = "DURATION"
             if f.kind == "list":
                 metavar += ",..."
             group.add_argument(f.flag, dest=f.dest, metavar=metavar, help=f.help())
@@ -206,8 +216,12 @@ class SettingsSpec(Generic[S]):
         at = _AT_FIELD.search(error)
         if at is not None and at[1] in sources:
             source, raw = sources[at[1]]
-            shown = "***" if next(f for f in self.fields if f.name == at[1]).secret else repr(raw)
-            return f"invalid value {mask_text(shown)} for {source}: {error[: at.start()]}"
+            field = next(f for f in self.fields if f.name == at[1])
+            shown = "***" if field.secret else repr(raw)
+            hint = " (a number of seconds, or e.g. 500ms, 30s, 5m, 1h)" if field.duration else ""
+            if field.choices:
+                hint = f"; choose one of {', '.join(field.choices)}"
+            return f"invalid value {mask_text(shown)} for {source}: {error[: at.start()]}{hint}"
         return f"invalid {self.section} settings: {mask_text(error.removesuffix(' - at `$`'))}"
 
     def masked(self, settings: S) -> dict[str, str]:

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from outboxkit.errors import PluginNotFoundError
+from outboxkit.inbox.contract import INBOX_GROUP, InboxPlugin
 from outboxkit.plugins import PUBLISHER_GROUP, STORE_GROUP, PublisherPlugin, StorePlugin
 
 __all__ = ["KINDS", "PluginKind", "installed", "load"]
@@ -24,11 +25,22 @@ class PluginKind:
     name: str
     group: str
     cls: type[Any]
+    section_suffix: str = ""
+    """Added to the plugin name to name its settings section (``pg`` -> ``pg-inbox``)."""
+
+    @property
+    def plural(self) -> str:
+        return self.name + ("es" if self.name.endswith("x") else "s")
+
+    def section(self, plugin: str) -> str:
+        """The settings section (flag prefix, env prefix, TOML table) of plugin ``plugin``."""
+        return plugin + self.section_suffix
 
 
 STORE = PluginKind("store", STORE_GROUP, StorePlugin)
 PUBLISHER = PluginKind("publisher", PUBLISHER_GROUP, PublisherPlugin)
-KINDS = {"store": STORE, "publisher": PUBLISHER}
+INBOX = PluginKind("inbox", INBOX_GROUP, InboxPlugin, "-inbox")
+KINDS = {"store": STORE, "publisher": PUBLISHER, "inbox": INBOX}
 
 
 def installed(kind: PluginKind) -> list[str]:

@@ -46,6 +46,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         float, msgspec.Meta(gt=0, description="first retry delay in seconds")
     ] = 0.5
     backoff_max: Annotated[float, msgspec.Meta(gt=0, description="largest retry delay")] = 60.0
+    ack_as_delivered: Annotated[
+        bool,
+        msgspec.Meta(
+            description="with a publisher that reports deliveries as the broker acknowledges "
+            "them (Kafka), delete them from the outbox then rather than once the whole batch "
+            "is published: a crashed relay re-sends less, for a few more ack statements"
+        ),
+    ] = True
     store_timeout: Annotated[
         float,
         msgspec.Meta(
@@ -58,6 +66,14 @@ class RelaySettings(msgspec.Struct, kw_only=True, frozen=True):
         float,
         msgspec.Meta(ge=0, description="seconds to finish in-flight batches on shutdown"),
     ] = 30.0
+    startup_timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)] | None,
+        msgspec.Meta(
+            description="how long to keep trying to reach the store and the broker at start, "
+            "e.g. 30s or 5m, before giving up (exit status 2) (default: none, keep trying)",
+            extra={"duration": True},
+        ),
+    ] = None
     exit_when_idle: Annotated[
         bool,
         msgspec.Meta(

@@ -13,6 +13,8 @@ Tasks of a running :class:`ShardedRelay`:
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import random
 import secrets
@@ -21,16 +23,31 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
+from outboxkit.errors import (
+    ConfigurationError,
+    PublisherUnavailableError,
+    ServerUnavailableError,
+    StoreUnavailableError,
+)
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.leases import LeaseKeeper
 from outboxkit.relay.log import brief, log
-from outboxkit.relay.pool import RELEASE_TIMEOUT, WorkerPool
+from outboxkit.relay.pool import WorkerPool
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.wakeup import Wakeup
 from outboxkit.relay.worker import RelayContext
 
 __all__ = ["RelayMetrics", "ShardedRelay", "default_instance_id"]
+
+CLOSE_STEP = CLOSE_TIMEOUT + 1.0
+"""Seconds a shutdown step may take: a plugin's ``close`` gives up its server after
+:data:`~outboxkit.closing.CLOSE_TIMEOUT`, the relay gives up the step a second later."""
+STARTUP_BACKOFF_INITIAL = 0.5
+"""Seconds before the second attempt to reach a server at start (then doubling)."""
+STARTUP_BACKOFF_MAX = 10.0
+"""Largest pause between two attempts to reach a server at start."""
 
 
 def default_instance_id() -> str:
@@ -41,9 +58,12 @@ def default_instance_id() -> str:
 class ShardedRelay:
     """Relays messages from ``store`` to ``publisher`` on the shards this instance leases.
 
-    Run it with ``await relay.run()``; :meth:`stop` (e.g. from a SIGTERM handler) makes it stop
+    Run it with ``await relay.run()``. It first opens the store and the publisher, trying
+    again while their servers cannot be reached (a warning per attempt), for at most
+    ``startup_timeout`` if set. :meth:`stop` (e.g. from a SIGTERM handler) makes it stop
     claiming, finish and settle in-flight batches (at most ``drain_timeout`` seconds), release
-    its leases, leave the instance table, close store and publisher, and return. With
+    its leases and leave the instance table (at most 6 s), close publisher and store (at most
+    6 s, whatever their servers do), and return; :meth:`abort` makes it return at once. With
     ``exit_when_idle`` it also stops by itself once nothing is left to publish (messages
     parked behind a dead letter, with ``on_dead_letter="block"``, are not). A relay runs once.
     """
@@ -68,6 +88,11 @@ class ShardedRelay:
         self._stop_requested = False
         self._stop_event: anyio.Event | None = None
         self._started = False
+        self._aborted = False
+        self._run_scope: anyio.CancelScope | None = None
+        self._cleanups: set[anyio.CancelScope] = set()
+        self._opening = "store"
+        self._startup_error: ServerUnavailableError | None = None
         self._pool: WorkerPool | None = None
         self.keeper: LeaseKeeper | None = None
         """The lease keeper while running (health checks read its last tick)."""
@@ -87,23 +112,87 @@ class ShardedRelay:
         if self._stop_event is not None:
             self._stop_event.set()
 
+    def abort(self) -> None:
+        """Make :meth:`run` return at once: no draining, no lease release (other instances
+        take the shards after ``lease_ttl``), closing given up. Unacknowledged messages are
+        published again later."""
+        self._aborted = True
+        self.stop()
+        for scope in (self._run_scope, *self._cleanups):
+            if scope is not None:
+                scope.cancel()
+
     async def run(self) -> None:
-        """Open store and publisher, relay until stopped, drain, release leases, close."""
+        """Open store and publisher (retrying while they cannot be reached, for at most
+        ``startup_timeout``), relay until stopped, drain, release leases, close."""
         if self._started:
             raise RuntimeError("a ShardedRelay runs once; create a new one")
         self._started = True
         self._stop_event = anyio.Event()
         if self._stop_requested:
             self._stop_event.set()
-        await self._store.open()
-        try:
-            await self._publisher.open()
+        with anyio.CancelScope() as self._run_scope:
+            if self._aborted:
+                self._run_scope.cancel()
             try:
-                await self._serve(self._stop_event)
+                if await self._start(self._stop_event):
+                    await self._serve(self._stop_event)
             finally:
-                await _cleanup("closing the publisher", self._publisher.close)
-        finally:
-            await _cleanup("closing the store", self._store.close)
+                async with anyio.create_task_group() as closing:
+                    closing.start_soon(
+                        self._cleanup, "closing the publisher", self._publisher.close
+                    )
+                    closing.start_soon(self._cleanup, "closing the store", self._store.close)
+
+    async def _start(self, stop_event: anyio.Event) -> bool:
+        """Open the store, then the publisher, each retried while its server cannot be reached;
+        False if stopped first. Past ``startup_timeout``, the last error is raised."""
+        timeout = self.settings.startup_timeout
+        opened, failure = False, None
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as timer:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_when_set, stop_event, tg.cancel_scope)
+                try:
+                    await self._open("store", self._store.open, self._store.close)
+                    await self._open("publisher", self._publisher.open, self._publisher.close)
+                    opened = True
+                except Exception as exc:  # raised below, not wrapped in an exception group
+                    failure = exc
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if opened or not timer.cancelled_caught:
+            return opened
+        what, last = self._opening, self._startup_error
+        error = PublisherUnavailableError if what == "publisher" else StoreUnavailableError
+        if last is None:
+            raise error(f"the {what} did not answer within startup_timeout={timeout:g}s")
+        raise error(f"{last} (still failing after startup_timeout={timeout:g}s)") from last
+
+    async def _open(
+        self, what: str, open_: Callable[[], Awaitable[None]], close: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Open ``what``, again and again (capped backoff) while it raises a retriable
+        :class:`ServerUnavailableError`: one warning per attempt that names the server."""
+        self._opening = what
+        for attempt in itertools.count(1):
+            try:
+                await open_()
+            except ServerUnavailableError as exc:
+                if not exc.retriable or isinstance(exc, ConfigurationError):
+                    raise
+                self._startup_error = exc
+                delay = _startup_delay(attempt, self._rng)
+                log.warning(
+                    "%s unreachable (attempt %d; next in %.1fs): %s", what, attempt, delay, exc
+                )
+                await self._cleanup(f"closing the {what}", close)  # what the attempt left open
+                await anyio.sleep(delay)
+            else:
+                if attempt > 1:
+                    log.info("%s reachable after %d attempts", what, attempt)
+                self._startup_error = None
+                return
 
     async def _serve(self, stop_event: anyio.Event) -> None:
         settings = self.settings
@@ -150,11 +239,39 @@ class ShardedRelay:
 
     async def _leave(self, pool: WorkerPool) -> None:
         leases, pool.leftover = pool.leftover, []
-        if leases:
-            await _cleanup("releasing leases", lambda: self._store.release(leases))
-            log.info("leases released: shards %s", sorted(lease.shard for lease in leases))
-        await _cleanup("leaving", lambda: self._store.leave(self.owner))
+
+        async def leave() -> None:
+            if leases:
+                try:
+                    await self._store.release(leases)
+                except Exception as exc:
+                    log.warning("releasing leases failed (%s)", brief(exc))
+                else:
+                    log.info("leases released: shards %s", sorted(lease.shard for lease in leases))
+            await self._store.leave(self.owner)
+
+        await self._cleanup("leaving", leave)
         log.info("relay %s stopped", self.owner)
+
+    async def _cleanup(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a shutdown step even while cancelled, for at most :data:`CLOSE_STEP` seconds
+        whatever the step does (see :mod:`outboxkit.closing`); log (not raise) its failure.
+        Skipped once :meth:`abort` was called, and given up when it is."""
+        if self._aborted:
+            return
+        timeout = CLOSE_STEP
+        done = False
+        with anyio.CancelScope(shield=True) as scope:
+            self._cleanups.add(scope)
+            try:
+                done = await close_within(step, timeout)
+            except Exception as exc:
+                log.warning("%s failed (%s)", what, brief(exc))
+                return
+            finally:
+                self._cleanups.discard(scope)
+        if not done and not scope.cancelled_caught:
+            log.warning("%s gave up after %.0fs: the server does not answer", what, timeout)
 
     async def _stop_when_idle(self, keeper: LeaseKeeper, pool: WorkerPool) -> None:
         """Stop once a full round found every owned shard empty and nothing is pending but
@@ -185,12 +302,13 @@ class ShardedRelay:
                 return
 
 
-async def _cleanup(what: str, step: Callable[[], Awaitable[None]]) -> None:
-    """Run a shutdown step even while cancelled, bounded in time; log (not raise) failures."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_TIMEOUT) as scope:
-        try:
-            await step()
-        except Exception as exc:
-            log.warning("%s failed (%s)", what, brief(exc))
-    if scope.cancelled_caught:
-        log.warning("%s timed out after %.0fs", what, RELEASE_TIMEOUT)
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _startup_delay(attempt: int, rng: random.Random) -> float:
+    """Seconds before the next start-up attempt: doubling from 0.5 s up to 10 s, jittered
+    down by at most half so that relays restarted together spread out."""
+    ceiling = min(STARTUP_BACKOFF_MAX, STARTUP_BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16))
+    return rng.uniform(ceiling / 2, ceiling)

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 
 from outboxkit.errors import LeaseLostError, StoreUnavailableError
 from outboxkit.metrics import RelayMetrics
-from outboxkit.protocols import Envelope, Failed, Lease, Outcome, Publisher, Store
+from outboxkit.protocols import (
+    Envelope,
+    Failed,
+    Lease,
+    Outcome,
+    Publisher,
+    ReportsDeliveries,
+    Store,
+)
 from outboxkit.relay.backoff import backoff_delay
+from outboxkit.relay.early_acks import EarlyAcks
 from outboxkit.relay.log import brief, log
+from outboxkit.relay.sequencing import sequenced
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.settlement import Settlement, settle
 from outboxkit.relay.wakeup import Wakeup
@@ -63,6 +73,10 @@ class ShardWorker:
         self._metrics = context.metrics
         self._wakeup = context.wakeup
         self._rng = context.rng
+        self._reports = context.settings.ack_as_delivered and isinstance(
+            self._publisher, ReportsDeliveries
+        )
+        """The publisher reports deliveries mid-call: ack them early (:mod:`early_acks`)."""
         self._next_due: float | None = None
         self._noticed = False
         """The last wake-up named this shard (a writer's notice, not a poll)."""
@@ -180,7 +194,16 @@ class ShardWorker:
             self._next_due = None
 
     async def _relay(self, envelopes: list[Envelope]) -> None:
-        outcomes = await self._publish(envelopes)
+        early = EarlyAcks(envelopes, self._ack) if self._reports else None
+        if early is None:
+            outcomes = await self._publish(envelopes)
+        else:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(early.run)
+                try:
+                    outcomes = early.final(await self._publish(envelopes, early.delivered))
+                finally:
+                    early.close()
         self._metrics.batches += 1
         plan = settle(
             envelopes,
@@ -188,12 +211,24 @@ class ShardWorker:
             max_attempts=self._settings.max_attempts,
             delay_for=self._delay,
         )
+        if early is not None:
+            plan.delivered = early.not_acked(plan.delivered)
         await self._apply(plan)
 
-    async def _publish(self, envelopes: Sequence[Envelope]) -> Sequence[Outcome]:
-        """Publish a batch; a publisher exception fails the whole batch, retriably."""
+    async def _publish(
+        self,
+        envelopes: Sequence[Envelope],
+        delivered: Callable[[Sequence[int]], None] | None = None,
+    ) -> Sequence[Outcome]:
+        """Publish a batch (reporting deliveries to ``delivered`` if given); a publisher
+        exception fails the whole batch, retriably."""
+        messages = sequenced(envelopes)
         try:
-            outcomes = await self._publisher.publish([e.message for e in envelopes])
+            if delivered is None:
+                outcomes = await self._publisher.publish(messages)
+            else:
+                reporting = cast(ReportsDeliveries, self._publisher)
+                outcomes = await reporting.publish_reporting(messages, delivered)
         except Exception as exc:
             error = f"publisher raised {brief(exc)}"
         else:
@@ -203,6 +238,12 @@ class ShardWorker:
         log.warning("shard %d: %s; retrying %d messages", self.shard, error, len(envelopes))
         return [Failed(error, retriable=True)] * len(envelopes)
 
+    async def _ack(self, envelopes: list[Envelope]) -> None:
+        await self._bounded("ack", self._store.ack(self.lease, envelopes))
+        self._metrics.published += len(envelopes)
+        created = envelopes[-1].message.created_at
+        self._metrics.last_publish_lag = (datetime.now(UTC) - created).total_seconds()
+
     def _delay(self, attempts: int) -> float:
         s = self._settings
         return backoff_delay(attempts, s.backoff_initial, s.backoff_max, self._rng)
@@ -210,11 +251,8 @@ class ShardWorker:
     async def _apply(self, plan: Settlement) -> None:
         """Ack first (the common case, one call), then retries and dead letters by group."""
         if plan.delivered:
-            await self._bounded("ack", self._store.ack(self.lease, plan.delivered))
-            self._metrics.published += len(plan.delivered)
-            self._metrics.duplicates += plan.duplicates
-            created = plan.delivered[-1].message.created_at
-            self._metrics.last_publish_lag = (datetime.now(UTC) - created).total_seconds()
+            await self._ack(plan.delivered)
+        self._metrics.duplicates += plan.duplicates
         for (error, delay), group in plan.retry.items():
             await self._bounded("retry", self._store.retry(self.lease, group, error, delay))
             self._metrics.retried += len(group)

@@ -1,6 +1,7 @@
-"""Conformance suites for store and publisher plugins (needs the ``testing`` extra: pytest).
+"""Conformance suites for stores, publishers and writers (needs the ``testing`` extra: pytest).
 
-Subclass :class:`StoreConformance` or :class:`PublisherConformance` in your plugin's tests
+Subclass :class:`StoreConformance`, :class:`PublisherConformance` or :class:`WriterConformance`
+in your plugin's tests
 and provide the fixtures their docstrings list; every inherited test then runs against your
 real backend. :class:`MemoryStore` is a store held in memory for unit tests of code around
 the relay; it passes :class:`StoreConformance` too.
@@ -24,16 +25,26 @@ from outboxkit.testing.publisher_suite import (
     Refuse,
 )
 from outboxkit.testing.store_suite import StoreConformance, WriteMessages
+from outboxkit.testing.writer_suite import (
+    BusinessFailure,
+    Outcome,
+    WriterConformance,
+    WriterHarness,
+)
 
 __all__ = [
+    "BusinessFailure",
     "Consume",
     "MemoryClock",
     "MemoryStore",
+    "Outcome",
     "PublisherConformance",
     "ReceivedRecord",
     "Refuse",
     "StoreConformance",
     "WriteMessages",
+    "WriterConformance",
+    "WriterHarness",
     "aggregates_in_shard",
     "ids_by_aggregate",
     "make_message",

@@ -44,7 +44,14 @@ def test_bench_smoke(
         assert check["unexpected"] == 0, check
         assert check["duplicates"] == 0, check
     scenarios = {m["scenario"] for m in results["measures"]}
-    assert {"1 throughput", "2 write path", "4 backlog", "5 relay scaling"} <= scenarios
+    assert {
+        "1 throughput",
+        "2 write path",
+        "4 backlog",
+        "5 relay scaling",
+        "7 observability",
+    } <= scenarios
+    assert "8 consumer inbox" in scenarios
     assert {x["kind"] for x in results["latencies"]} == {"commit->ack", "commit->receive"}
     assert any("floor" in x["step"] for x in results["latencies"]), "the latency floor did not run"
     for x in results["latencies"]:  # the machine's load, read from /proc while the writer ran

@@ -57,7 +57,13 @@ def claim(
         (shard, shard, limit),
     ).fetchall()
     return [
-        Envelope(message=message_from_row(r), shard=shard, position=r[-2], attempts=r[-1])
+        Envelope(
+            message=message_from_row(r),
+            shard=shard,
+            position=r[-2],
+            attempts=r[-1],
+            sequence=r[-2],
+        )
         for r in rows
     ]
 

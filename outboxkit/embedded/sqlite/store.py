@@ -72,7 +72,7 @@ class SqliteStore:
             return connect(self._settings.path)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(
-                f"cannot open the SQLite outbox {self._settings.path!r}: {exc}"
+                f"cannot open the SQLite outbox {self._settings.path!r}: {exc}", retriable=False
             ) from exc
 
     async def open(self) -> None:

@@ -39,7 +39,9 @@ class StdoutPublisher:
         try:
             self._out = await anyio.to_thread.run_sync(open, path, "ab")
         except OSError as exc:
-            raise PublisherUnavailableError(f"cannot open {path!r} for writing: {exc}") from exc
+            raise PublisherUnavailableError(
+                f"cannot open {path!r} for writing: {exc}", retriable=False
+            ) from exc
 
     async def close(self) -> None:
         """Flush and close the file (standard output stays open). Idempotent."""

@@ -13,7 +13,7 @@ from outboxkit_kafka.batching import Partitions
 from outboxkit_kafka.connection import start_producer
 
 from outboxkit.message import HEADER_AGGREGATE_ID, HEADER_ID, Message
-from outboxkit.protocols import Delivered, Failed
+from outboxkit.protocols import Delivered, Failed, ReportsDeliveries
 from outboxkit.testing import ids_by_aggregate, make_message, order_by_aggregate
 from tests.support.kafka import PublisherFactory, consume_records, topics
 
@@ -56,6 +56,27 @@ async def test_order_holds_over_many_batches_per_partition(
         records = await consume_records(kafka_bootstrap, topic, len(messages), 20)
     assert len(records) == len(messages)
     assert _order(records) == ids_by_aggregate(messages)
+
+
+async def test_each_batch_is_reported_delivered_as_kafka_acknowledges_it(
+    kafka_bootstrap: str, open_publisher: PublisherFactory
+) -> None:
+    publisher = await open_publisher(max_batch_size=1024)  # a few records per batch
+    assert isinstance(publisher, ReportsDeliveries)
+    async with topics(kafka_bootstrap, partitions=2) as (topic,):
+        messages = [make_message(f"agg-{a}", n, topic=topic) for n in range(10) for a in range(4)]
+        reports: list[list[int]] = []
+        outcomes = await publisher.publish_reporting(messages, lambda i: reports.append(list(i)))
+        records = await consume_records(kafka_bootstrap, topic, len(messages), 20)
+
+    assert outcomes == [Delivered()] * len(messages)
+    assert len(reports) > 2, "one report per batch, not one per call"
+    assert sorted(i for report in reports for i in report) == list(range(len(messages)))
+    # in each aggregate's broker order: a later message is never reported before an earlier one
+    report_of = {str(messages[i].id): n for n, report in enumerate(reports) for i in report}
+    for ids in _order(records).values():
+        steps = [report_of[i] for i in ids]
+        assert steps == sorted(steps)
 
 
 @pytest.mark.timeout(60)

@@ -211,3 +211,24 @@ def test_mask_text_masks_every_dsn_in_a_sentence() -> None:
     masked = mask_text(text)
     assert "pw1" not in masked and "pw2" not in masked and "pw3" not in masked
     assert "postgresql://u:***@h/db" in masked
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("2s", 2.0), ("500ms", 0.5), ("1.5", 1.5), ("5m", 300.0), ("1h", 3600.0)]
+)
+def test_durations_take_a_unit(raw: str, seconds: float) -> None:
+    def startup_timeout(settings: msgspec.Struct) -> float | None:
+        assert isinstance(settings, RelaySettings)
+        return settings.startup_timeout
+
+    assert startup_timeout(resolve(["--startup-timeout", raw], spec=RELAY)) == seconds
+    assert startup_timeout(resolve([], {"OUTBOXKIT_STARTUP_TIMEOUT": raw}, spec=RELAY)) == seconds
+    assert (
+        startup_timeout(resolve([], toml={"relay": {"startup_timeout": raw}}, spec=RELAY))
+        == seconds
+    )
+
+
+def test_a_bad_duration_says_what_is_expected() -> None:
+    with pytest.raises(ConfigurationError, match=r"--startup-timeout: .*e\.g\. 500ms, 30s"):
+        resolve(["--startup-timeout", "2 weeks"], spec=RELAY)

@@ -96,7 +96,8 @@ def test_unreachable_nats_server_is_named_by_its_address(
         monkeypatch.delenv(name)
     assert main(["migrate"]) == 0
     nats = ["--publisher", "nats", "--nats-servers", "nats://u:pw9@127.0.0.1:1"]
-    code = main(["relay", *nats, "--nats-connect-timeout", "1", "--exit-when-idle"])
+    timeouts = ["--nats-connect-timeout", "1", "--startup-timeout", "2.5s"]
+    code = main(["relay", *nats, *timeouts, "--exit-when-idle"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
     assert err.startswith("outboxkit: error: cannot connect to NATS at nats://u:***@127.0.0.1:1: ")

@@ -8,7 +8,7 @@ outcome of each message and the aggregates that failed so far.
 from __future__ import annotations
 
 import asyncio  # aiokafka's send() returns asyncio futures
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -87,6 +87,7 @@ class Call:
         topics: list[str],
         stats: PublisherStats,
         timeout_ms: int,
+        report: Callable[[Sequence[int]], None] | None = None,
     ) -> None:
         self.messages = messages
         self.topics = topics
@@ -97,6 +98,8 @@ class Call:
         """Deliveries awaited (rejoined records, submitted batches), for :meth:`expire`."""
         self._stats = stats
         self._timeout_ms = timeout_ms
+        self._report = report
+        """Told the indices of messages as the broker acknowledges them."""
 
     def held_back(self, index: int) -> bool:
         """Whether message ``index`` is held back (outcome set) because an earlier message
@@ -127,6 +130,8 @@ class Call:
     def deliver(self, records: Sequence[Record]) -> None:
         for record in records:
             self.outcomes[record.index] = DELIVERED
+        if self._report is not None:
+            self._report([record.index for record in records])
 
     async def rejoin(self, records: Sequence[Record]) -> None:
         """Wait for the deliveries of ``records`` still queued by earlier calls: a delivered
@@ -138,7 +143,7 @@ class Call:
             if not queued.done():
                 await asyncio.wait((queued,))
             if not queued.cancelled() and queued.exception() is None:
-                self.outcomes[record.index] = DELIVERED
+                self.deliver([record])
             record.queued = None
 
     def expire(self) -> None:

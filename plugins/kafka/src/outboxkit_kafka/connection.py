@@ -16,15 +16,19 @@ from typing import Any
 
 import anyio
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
 from outboxkit_kafka.settings import KafkaSettings
 
 __all__ = ["admin_options", "producer_options", "start_producer"]
 
 log = logging.getLogger("outboxkit.kafka")
+client_log = logging.getLogger("aiokafka")
+"""aiokafka's client logger (it logs each bootstrap server it cannot reach)."""
 
 
 def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
@@ -87,32 +91,71 @@ def admin_options(settings: KafkaSettings) -> dict[str, Any]:
     return {k: v for k, v in producer_options(settings).items() if k in _ADMIN_OPTIONS}
 
 
+_REFUSALS = (
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+    ssl.SSLCertVerificationError,
+)
+"""Bootstrap errors that trying again will not fix: the start fails with ``retriable=False``."""
+
+
+class _BootstrapErrors(logging.Filter):
+    """Collects aiokafka's per-server 'Unable connect to' errors of a start instead of logging
+    them: the start's own error says what is wrong, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Unable connect to"):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(a for a in args if isinstance(a, BaseException))
+        return False
+
+
 async def start_producer(settings: KafkaSettings) -> AIOKafkaProducer:
-    """A started producer, or PublisherUnavailableError within ``connect_timeout_ms``.
+    """A started producer, or PublisherUnavailableError within ``connect_timeout_ms``
+    (``retriable=False`` if the cluster refused the credentials or the certificate).
 
     The error names the bootstrap servers and the reason, never a credential.
     """
     producer = AIOKafkaProducer(**producer_options(settings))
     timeout = settings.connect_timeout_ms / 1000
     reason = f"no answer within connect_timeout_ms={settings.connect_timeout_ms}"
+    refusal: BaseException | None = None
     started = False
-    with anyio.move_on_after(timeout):
-        try:
-            await producer.start()
-            started = True
-        except KafkaConnectionError:
-            reason = await _unreachable_reason(settings.servers())
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    bootstrap = _BootstrapErrors()
+    client_log.addFilter(bootstrap)
+    try:
+        with anyio.move_on_after(timeout):
+            try:
+                await producer.start()
+                started = True
+            except KafkaConnectionError:
+                refusal = next((e for e in bootstrap.errors if isinstance(e, _REFUSALS)), None)
+                if refusal is None:
+                    reason = await _unreachable_reason(settings.servers())
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    finally:
+        client_log.removeFilter(bootstrap)
     if started:
         return producer
-    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+    with anyio.CancelScope(shield=True):
         try:
-            await producer.stop()
+            await close_within(producer.stop, CLOSE_TIMEOUT)
         except Exception as exc:  # it never started; nothing to lose
             log.debug("stopping a Kafka producer that never started: %r", exc)
+    if refusal is not None:
+        reason = f"{type(refusal).__name__}: {refusal}: check the security and SASL settings"
+    where = f"{settings.bootstrap_servers} ({settings.protocol()})"
     raise PublisherUnavailableError(
-        f"cannot connect to Kafka at {settings.bootstrap_servers} ({settings.protocol()}): {reason}"
+        f"cannot connect to Kafka at {where}: {reason}", retriable=refusal is None
     )
 
 

@@ -15,6 +15,11 @@ a call are sent so that nothing after a failed record of an aggregate is sent
 ``max_request_size``) fails alone before anything is sent; the later messages of its aggregate
 in the call are then not sent and are reported ``Failed(retriable=True)``.
 
+Progress: :meth:`KafkaPublisher.publish_reporting` reports the records of each batch as Kafka
+acknowledges it (:class:`outboxkit.protocols.ReportsDeliveries`), so the relay deletes them from
+the outbox while the call's later batches are still in flight, and a relay killed mid-call
+re-sends only the batches acknowledged since its last ack.
+
 Outages: the idempotent producer retries a submitted batch until the broker takes it; a call
 that gives up waiting (``delivery_timeout_ms``) reports its records retriable but leaves the
 batch queued. When the relay publishes those messages again while it is still queued, the
@@ -25,13 +30,14 @@ duplicates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from outboxkit import metrics
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.protocols import Failed, Outcome
@@ -97,20 +103,30 @@ class KafkaPublisher:
         self._topics = TopicCheck(self._producer.client, self._creator)
 
     async def close(self) -> None:
-        """Flush queued records and stop the producer. Idempotent."""
+        """Stop the producer, which sends the records still queued, and the topic admin
+        client, within :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds: past that they are
+        left behind (the relay publishes their messages again). Idempotent."""
         producer, self._producer, self._topics = self._producer, None, None
         self._sender.reset()
-        if self._creator is not None:
-            await self._creator.close()
-        if producer is None:
-            return
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(self.settings.delivery_timeout_ms / 1000):
-                try:
-                    await producer.flush()
-                except Exception as exc:
-                    log.warning("Kafka flush on close failed: %s", exc)
-            await producer.stop()
+            async with anyio.create_task_group() as tg:
+                if self._creator is not None:
+                    tg.start_soon(self._creator.close)
+                if producer is not None:
+                    tg.start_soon(self._stop, producer)
+
+    async def _stop(self, producer: AIOKafkaProducer) -> None:
+        try:
+            stopped = await close_within(producer.stop, CLOSE_TIMEOUT)
+        except Exception as exc:
+            log.warning("stopping the Kafka producer failed: %s", exc)
+            return
+        if not stopped:
+            log.warning(
+                "the Kafka producer did not stop within %gs (no answer from %s): gave up",
+                CLOSE_TIMEOUT,
+                self.settings.bootstrap_servers,
+            )
 
     async def ping(self) -> None:
         """Fetch the cluster's metadata: the relay's readiness check (it bounds the wait)."""
@@ -152,6 +168,15 @@ class KafkaPublisher:
     # -- publishing -----------------------------------------------------------------------
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
         """Publish ``messages``; one outcome each, in order (see the module docs)."""
+        return await self.publish_reporting(messages, None)
+
+    async def publish_reporting(
+        self,
+        messages: Sequence[Message],
+        delivered: Callable[[Sequence[int]], None] | None,
+    ) -> list[Outcome]:
+        """:meth:`publish`, telling ``delivered`` the indices of the messages of each batch
+        as Kafka acknowledges it (:class:`outboxkit.protocols.ReportsDeliveries`)."""
         if not messages:
             return []
         try:
@@ -161,7 +186,7 @@ class KafkaPublisher:
                 [Failed(f"Kafka unavailable: {exc}", retriable=True)] * len(messages)
             )
         topics = [route(m, self.settings.topic_template) for m in messages]
-        call = Call(messages, topics, self.stats, self.settings.delivery_timeout_ms)
+        call = Call(messages, topics, self.stats, self.settings.delivery_timeout_ms, delivered)
         deadline = anyio.current_time() + self.settings.delivery_timeout_ms / 1000
         unusable = await topic_check.unusable(topics)
         # One deadline for the whole call (a cancel scope per record or batch costs CPU):

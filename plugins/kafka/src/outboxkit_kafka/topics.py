@@ -25,6 +25,7 @@ from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.metadata import MetadataRequest
 
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.protocols import Failed
 from outboxkit_kafka.connection import admin_options
 from outboxkit_kafka.errors import classify, unknown_topic
@@ -98,11 +99,16 @@ class TopicCreator:
         return failures
 
     async def close(self) -> None:
-        """Stop the admin client, if it was started. Idempotent."""
+        """Stop the admin client, if it was started, within
+        :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds. Idempotent."""
         admin, self._admin = self._admin, None
         if admin is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await admin.close()
+            with anyio.CancelScope(shield=True):
+                try:
+                    if not await close_within(admin.close, CLOSE_TIMEOUT):
+                        log.warning("the Kafka admin client did not close in time: gave up")
+                except Exception as exc:
+                    log.warning("closing the Kafka admin client failed: %s", exc)
 
 
 class TopicCheck:

@@ -8,8 +8,19 @@ single-document update as the business change (:class:`MongoOutbox`); the relay 
 from __future__ import annotations
 
 from outboxkit_mongodb.errors import InvalidWriteError
+from outboxkit_mongodb.inbox import MissingDocumentError, MongoInbox
+from outboxkit_mongodb.inbox_admin import MongoInboxAdmin, MongoInboxSettings
 from outboxkit_mongodb.settings import MongoSettings
 from outboxkit_mongodb.store import MongoStore
 from outboxkit_mongodb.writer import MongoOutbox
 
-__all__ = ["InvalidWriteError", "MongoOutbox", "MongoSettings", "MongoStore"]
+__all__ = [
+    "InvalidWriteError",
+    "MissingDocumentError",
+    "MongoInbox",
+    "MongoInboxAdmin",
+    "MongoInboxSettings",
+    "MongoOutbox",
+    "MongoSettings",
+    "MongoStore",
+]

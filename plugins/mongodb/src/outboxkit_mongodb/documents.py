@@ -40,6 +40,19 @@ def by_document(envelopes: Iterable[Envelope]) -> dict[str, dict[Any, list[Envel
     return grouped
 
 
+def _first_sequence(seq: Any, pending: int) -> int | None:
+    """The aggregate sequence number of the first entry of an outbox of ``pending`` entries.
+
+    ``<f>_seq`` counts the entries ever appended, and acks remove the published entries of a
+    document from the front of its array (an aggregate's messages are published in array
+    order, and a failure holds back the later ones), so the entries left are the last
+    ``pending`` appended: numbers ``seq - pending + 1`` to ``seq``. None without a count.
+    """
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < pending:
+        return None
+    return seq - pending + 1
+
+
 class Outboxes:
     """Claims, removes and reschedules entries of the configured aggregate collections."""
 
@@ -102,7 +115,9 @@ class Outboxes:
             attempts: dict[str, int] = doc.get(f.retry) or {}
             ref = make_ref(name, doc["_id"])
             self._claimed.remember(ref, ClaimedDocument.read(doc, f))
-            for raw in (doc.get(f.array) or [])[: limit - len(envelopes)]:
+            listed = doc.get(f.array) or []
+            first = _first_sequence(doc.get(f.seq), len(listed))
+            for index, raw in enumerate(listed[: limit - len(envelopes)]):
                 envelopes.append(
                     Envelope(
                         message=decode_entry(raw),
@@ -110,6 +125,7 @@ class Outboxes:
                         position=next(self._positions),
                         attempts=int(attempts.get(raw["id"], 0)),
                         ref=ref,
+                        sequence=None if first is None else first + index,
                     )
                 )
             if len(envelopes) >= limit:

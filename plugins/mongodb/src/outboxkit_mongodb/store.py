@@ -22,8 +22,9 @@ import anyio
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
-from pymongo.errors import InvalidURI, PyMongoError
+from pymongo.errors import InvalidURI, OperationFailure, PyMongoError
 
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, StoreUnavailableError
 from outboxkit.masking import mask_url, scrub
 from outboxkit.protocols import (
@@ -47,6 +48,9 @@ from outboxkit_mongodb.wakeup import Wakeup
 __all__ = ["MongoStore"]
 
 log = logging.getLogger("outboxkit.mongodb")
+
+_REFUSAL_CODES = frozenset({13, 18})
+"""Server error codes that trying again will not fix: Unauthorized, AuthenticationFailed."""
 
 Body = Callable[[AsyncClientSession | None, datetime], Awaitable[None]]
 
@@ -121,9 +125,13 @@ class MongoStore:
             self.server = await detect(db)
         except PyMongoError as exc:
             await self.close()
+            refused = isinstance(exc, PyMongoConfigurationError) or (
+                isinstance(exc, OperationFailure) and exc.code in _REFUSAL_CODES
+            )
             raise StoreUnavailableError(
                 f"cannot reach the MongoDB server at {mask_url(self.settings.url)}: "
-                f"{scrub(str(exc), self.settings.url)}"
+                f"{scrub(str(exc), self.settings.url)}",
+                retriable=not refused,
             ) from None
         schema = Schema(
             db,
@@ -160,10 +168,18 @@ class MongoStore:
         )
 
     async def close(self) -> None:
-        await self.wakeup.close()
+        """Close the change stream and the client, within
+        :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds. Idempotent."""
         client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+
+        async def close() -> None:
+            await self.wakeup.close()
+            if client is not None:
+                await client.close()
+
+        with anyio.CancelScope(shield=True):
+            if not await close_within(close, CLOSE_TIMEOUT):
+                log.warning("the MongoDB client did not close within %gs: gave up", CLOSE_TIMEOUT)
 
     async def migrate(self, shard_count: int | None = None) -> None:
         schema = await self._connect()

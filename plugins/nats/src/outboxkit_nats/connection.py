@@ -18,11 +18,12 @@ import anyio
 import nats.errors
 from nats.aio.client import Client
 
+from outboxkit.closing import close_within
 from outboxkit.errors import ConfigurationError, PublisherUnavailableError
 from outboxkit.masking import mask_url, mask_urls, scrub
 from outboxkit_nats.settings import NatsSettings
 
-__all__ = ["connect", "mask_server", "mask_servers"]
+__all__ = ["close_quietly", "connect", "mask_server", "mask_servers"]
 
 log = logging.getLogger("outboxkit.nats")
 
@@ -124,12 +125,14 @@ async def connect(settings: NatsSettings, error_cb: ErrorCallback) -> Client:
             tg.cancel_scope.cancel()
     if client.is_connected:
         return client
-    await _close_quietly(client)
+    await close_quietly(client)
+    rejected = any(is_auth_error(e) for e in errors)
     reason = scrub(
         _reason(errors, settings.connect_timeout), *settings.servers, user_is_secret=True
     )
     raise PublisherUnavailableError(
-        f"cannot connect to NATS at {mask_servers(settings.servers)}: {reason}"
+        f"cannot connect to NATS at {mask_servers(settings.servers)}: {reason}",
+        retriable=not rejected,
     )
 
 
@@ -146,9 +149,10 @@ def _reason(errors: list[Exception], timeout: float) -> str:
     return f"{text} (still failing after {timeout:g}s)"
 
 
-async def _close_quietly(client: Client) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+async def close_quietly(client: Client) -> None:
+    """Close a client not handed out (yet), within 2 s, even while cancelled."""
+    with anyio.CancelScope(shield=True):
         try:
-            await client.close()
-        except Exception as exc:  # the client never connected; nothing to lose
-            log.debug("closing a NATS client that never connected: %r", exc)
+            await close_within(client.close, 2)
+        except Exception as exc:  # the client was never used; nothing to lose
+            log.debug("closing an unused NATS client: %r", exc)

@@ -23,11 +23,12 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
+from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import InvalidMessageError, PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.metrics import PublisherStats
 from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
-from outboxkit_nats.connection import connect, mask_servers
+from outboxkit_nats.connection import close_quietly, connect, mask_servers
 from outboxkit_nats.errors import StreamNotFoundError, classify, no_stream, permission_denied
 from outboxkit_nats.settings import NatsSettings
 from outboxkit_nats.subjects import check_subject, wire_size
@@ -41,6 +42,17 @@ EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
 CONTENT_TYPE_HEADER = "Content-Type"
 
 _PUBLISH_DENIED = re.compile(r"permissions violation for publish to \"?([^\"\s']+)", re.I)
+
+
+_JETSTREAM_OFF = frozenset({10039, 10076})
+"""JetStream API error codes: not enabled for the account, not enabled on the server."""
+
+
+def _jetstream_off(exc: Exception) -> bool:
+    """Whether the server said JetStream is off (no responders, or a bare 503), which waiting
+    will not change, as opposed to e.g. a JetStream cluster without a leader yet."""
+    err_code = getattr(exc, "err_code", None)
+    return err_code is None or err_code in _JETSTREAM_OFF
 
 
 class NatsPublisher:
@@ -73,23 +85,32 @@ class NatsPublisher:
             js = client.jetstream(timeout=self.settings.publish_timeout)
             await self._check_stream(js)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await client.close()
+            await close_quietly(client)
             raise
         self._client, self._js = client, js
 
     async def close(self) -> None:
-        """Flush buffered publishes and disconnect. Idempotent."""
+        """Flush buffered publishes and disconnect, within
+        :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds (then the connection is left
+        behind: the relay publishes what it held again). Idempotent."""
         client, self._client, self._js = self._client, None, None
         if client is None or client.is_closed:
             return
-        timeout = self.settings.publish_timeout
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * timeout + 1):
+
+        async def flush_and_close() -> None:
             try:
-                await client.flush(timeout=math.ceil(timeout))
+                await client.flush(timeout=math.ceil(min(self.settings.publish_timeout, 3)))
             except Exception as exc:
                 log.warning("NATS flush on close failed: %s", exc)
             await client.close()
+
+        with anyio.CancelScope(shield=True):
+            if not await close_within(flush_and_close, CLOSE_TIMEOUT):
+                log.warning(
+                    "the NATS connection did not close within %gs (no answer from %s): gave up",
+                    CLOSE_TIMEOUT,
+                    mask_servers(self.settings.servers),
+                )
 
     async def _check_stream(self, js: JetStreamContext) -> None:
         """Check JetStream answers and, if configured, that the stream exists (creating it
@@ -111,9 +132,14 @@ class NatsPublisher:
                 f"JetStream stream {stream!r} does not exist on {servers}: create it "
                 "(e.g. `nats stream add`) or fix the stream setting"
             ) from None
-        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+            if _jetstream_off(exc):
+                raise PublisherUnavailableError(
+                    f"JetStream does not answer on {servers}: is it enabled (nats-server -js)?",
+                    retriable=False,
+                ) from None
             raise PublisherUnavailableError(
-                f"JetStream does not answer on {servers}: is it enabled (nats-server -js)?"
+                f"JetStream is not available on {servers} yet: {exc}"
             ) from None
         except (nats.errors.Error, OSError) as exc:
             raise PublisherUnavailableError(

@@ -1,16 +1,24 @@
-"""outboxkit-postgres: the ``pg`` store, an outbox table in PostgreSQL (asyncpg), or a
-WAL-only outbox read from a replication slot (``mode = "wal"``)."""
+"""outboxkit-postgres: the ``pg`` store, an outbox table in PostgreSQL (asyncpg), its
+writers for asyncpg, SQLAlchemy, psycopg and Django, and a WAL-only outbox read from a
+replication slot (``mode = "wal"``)."""
 
+from outboxkit_postgres.inbox import PostgresInbox
+from outboxkit_postgres.inbox_admin import PostgresInboxAdmin, PostgresInboxSettings
 from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.store import PostgresStore
 from outboxkit_postgres.wal_store import PostgresWalStore
 from outboxkit_postgres.wal_writer import PostgresWalOutbox
-from outboxkit_postgres.writer import PostgresOutbox
+from outboxkit_postgres.writer import PostgresOutbox, SyncPostgresOutbox, UnsupportedConnectionError
 
 __all__ = [
+    "PostgresInbox",
+    "PostgresInboxAdmin",
+    "PostgresInboxSettings",
     "PostgresOutbox",
     "PostgresSettings",
     "PostgresStore",
     "PostgresWalOutbox",
     "PostgresWalStore",
+    "SyncPostgresOutbox",
+    "UnsupportedConnectionError",
 ]

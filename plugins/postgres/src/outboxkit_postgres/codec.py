@@ -79,8 +79,9 @@ def _message(row: Mapping[str, Any]) -> Message:
 
 def envelope_from_row(row: Mapping[str, Any], shard: int) -> Envelope:
     """An envelope from a claim row."""
+    seq = row["seq"]
     return Envelope(
-        message=_message(row), shard=shard, position=row["seq"], attempts=row["attempts"]
+        message=_message(row), shard=shard, position=seq, attempts=row["attempts"], sequence=seq
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl as ssl_module
 from typing import Any
 
 import anyio
@@ -16,8 +17,16 @@ log = logging.getLogger("outboxkit.postgres")
 class Listener:
     """Holds a LISTEN connection; :meth:`wait` returns on a notification or a timeout."""
 
-    def __init__(self, dsn: str, channel: str, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        connect_timeout: float,
+        *,
+        ssl: ssl_module.SSLContext | str | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._ssl = ssl
         self._channel = channel
         self._timeout = connect_timeout
         self._conn: asyncpg.Connection | None = None
@@ -50,7 +59,7 @@ class Listener:
         if self._conn is not None and not self._conn.is_closed():
             return
         try:
-            conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout, ssl=self._ssl)
             await conn.add_listener(self._channel, self._notified)
             conn.add_termination_listener(self._lost)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:

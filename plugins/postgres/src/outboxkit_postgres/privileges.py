@@ -71,9 +71,7 @@ async def check_relay(conn: asyncpg.Connection, names: OutboxNames) -> None:
         )
 
 
-def writer_denied(
-    exc: asyncpg.InsufficientPrivilegeError, names: OutboxNames
-) -> ConfigurationError:
+def writer_denied(exc: BaseException, names: OutboxNames) -> ConfigurationError:
     """The error of a writer whose role lacks a privilege (its transaction is aborted)."""
     reason = str(exc.args[0]) if exc.args else "permission denied"
     refused = _DENIED.search(reason)

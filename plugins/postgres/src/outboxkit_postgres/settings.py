@@ -6,10 +6,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from outboxkit.errors import ConfigurationError
 from outboxkit.message import DEFAULT_MAX_PAYLOAD_BYTES
 from outboxkit.sharding import DEFAULT_SHARD_COUNT
 
-__all__ = ["PostgresSettings"]
+__all__ = ["PostgresSettings", "SslMode"]
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+"""libpq's ``sslmode`` values, with libpq's meaning."""
+_SECRET = {"secret": True}
 
 
 class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -64,3 +69,45 @@ class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
         int,
         msgspec.Meta(ge=0, description="status warns when the slot holds back more WAL"),
     ] = 1 << 30
+
+    ssl_mode: Annotated[
+        SslMode | None,
+        msgspec.Meta(
+            description="TLS: disable, allow, prefer, require, verify-ca or verify-full "
+            "(default: the DSN's sslmode, else prefer; verify-full when a ssl_* file is given)"
+        ),
+    ] = None
+    ssl_root_cert: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="CA certificates (PEM) that verify the server (default with "
+            "verify-ca/verify-full: the system's trusted CAs)"
+        ),
+    ] = None
+    ssl_cert: Annotated[
+        str | None, msgspec.Meta(description="client certificate (PEM) for certificate auth")
+    ] = None
+    ssl_key: Annotated[str | None, msgspec.Meta(description="private key (PEM) of ssl_cert")] = None
+    ssl_key_password: Annotated[
+        str | None, msgspec.Meta(description="password of ssl_key", extra=_SECRET)
+    ] = None
+
+    def tls_mode(self) -> SslMode | None:
+        """The ssl_mode, else verify-full when a ssl_* file is given, else None (the DSN's
+        sslmode, or asyncpg's default: prefer)."""
+        if self.ssl_mode is not None:
+            return self.ssl_mode
+        if self.ssl_root_cert is not None or self.ssl_cert is not None:
+            return "verify-full"
+        return None
+
+    def __post_init__(self) -> None:
+        if self.ssl_key is not None and self.ssl_cert is None:
+            raise ConfigurationError("pg ssl_key needs ssl_cert (the client certificate)")
+        mode = self.tls_mode()
+        files = self.ssl_root_cert is not None or self.ssl_cert is not None
+        if files and mode in ("disable", "allow", "prefer"):
+            raise ConfigurationError(
+                f"pg ssl_mode {mode} does not use ssl_root_cert/ssl_cert: "
+                "set ssl_mode require, verify-ca or verify-full (or drop the files)"
+            )

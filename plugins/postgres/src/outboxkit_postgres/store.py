@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 import anyio
 import asyncpg
 
+from outboxkit.closing import CLOSE_TIMEOUT
 from outboxkit.errors import (
     ConfigurationError,
     DeadLetterNotFoundError,
@@ -34,12 +36,39 @@ from outboxkit_postgres.migrations import LATEST_VERSION, migrate
 from outboxkit_postgres.names import OutboxNames, query_texts
 from outboxkit_postgres.privileges import check_relay
 from outboxkit_postgres.settings import PostgresSettings
+from outboxkit_postgres.tls import ssl_option
 
 __all__ = ["PostgresStore"]
 
 
+_REFUSALS = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, wrong password, pg_hba
+    asyncpg.InvalidCatalogNameError,  # unknown database
+    asyncpg.ClientConfigurationError,
+    ssl.SSLCertVerificationError,
+    ValueError,  # a malformed DSN
+)
+"""Connection errors that trying again will not fix: ``retriable=False``."""
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
+
+
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[str], list[int]]:
     return [x.shard for x in leases], [x.owner for x in leases], [x.token for x in leases]
+
+
+_UNSET = object()
+
+
+def _tls_hint(exc: BaseException) -> str:
+    """What to do about a TLS failure (empty for other errors)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            " (the server's certificate did not verify: give --pg-ssl-root-cert the CA that "
+            "signed it; verify-full also needs the DSN's host named in it)"
+        )
+    if "rejected SSL upgrade" in str(exc):
+        return " (the server does not accept TLS: turn ssl on there, or lower --pg-ssl-mode)"
+    return ""
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -74,6 +103,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
+        self._ssl_option: object = _UNSET
         self._shard_count: int | None = None
         self._claims = TurnMerger[tuple[int, bool], list[Any]](self._claim_one, self._claim_many)
         self._acks = TurnMerger[tuple[Lease, list[int]], bool](self._ack_one, self._ack_many)
@@ -87,30 +117,47 @@ class PostgresStore:
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         dsn = self._settings.dsn
+        refused = isinstance(exc, _REFUSALS)
         return StoreUnavailableError(
             f"cannot connect to PostgreSQL at {mask_dsn(dsn)}: "
             f"{type(exc).__name__}: {scrub(str(exc), dsn)}"
+            + (
+                _tls_hint(exc)
+                or ("; check the user, password and database of the DSN" if refused else "")
+            ),
+            retriable=not refused,
         )
 
+    def _ssl(self) -> ssl.SSLContext | str | None:
+        """The ``ssl`` argument of every connection (built once: files are read once)."""
+        if self._ssl_option is _UNSET:
+            self._ssl_option = ssl_option(self._settings)
+        return self._ssl_option  # type: ignore[return-value]
+
     async def _connect(self) -> asyncpg.Connection:
+        tls = self._ssl()
         try:
-            return await asyncpg.connect(self._settings.dsn, timeout=self._settings.connect_timeout)
-        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+            return await asyncpg.connect(
+                self._settings.dsn, timeout=self._settings.connect_timeout, ssl=tls
+            )
+        except _CONNECT_ERRORS as exc:
             raise self._unavailable(exc) from None
 
     async def _create_pool(
         self, min_size: int, max_size: int, server_settings: dict[str, str] | None = None
     ) -> asyncpg.Pool:
+        tls = self._ssl()
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
                 self._settings.dsn,
                 min_size=min_size,
                 max_size=max_size,
                 timeout=self._settings.connect_timeout,
+                ssl=tls,
                 server_settings=server_settings,
                 reset=_keep_session,
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise self._unavailable(exc) from None
         return pool
 
@@ -158,21 +205,28 @@ class PostgresStore:
         self._lease_pool = await self._create_pool(1, 2)
         if self._settings.notify:
             self._listener = Listener(
-                self._settings.dsn, self._names.channel, self._settings.connect_timeout
+                self._settings.dsn,
+                self._names.channel,
+                self._settings.connect_timeout,
+                ssl=self._ssl(),
             )
 
     async def close(self) -> None:
-        """Close the pools and the LISTEN connection. Idempotent."""
+        """Close the pools and the LISTEN connection, cutting the connections that are not
+        closed within :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds. Idempotent."""
         listener, self._listener = self._listener, None
         pools = [p for p in (self._pool, self._lease_pool) if p is not None]
         self._pool = self._lease_pool = None
         with anyio.CancelScope(shield=True):
-            await self._claims.close()
-            await self._acks.close()
-            if listener is not None:
-                await listener.close()
+            with anyio.move_on_after(CLOSE_TIMEOUT):  # asyncpg cuts what it was closing
+                await self._claims.close()
+                await self._acks.close()
+                if listener is not None:
+                    await listener.close()
+                for pool in pools:
+                    await pool.close()
             for pool in pools:
-                await pool.close()
+                pool.terminate()  # those not closed yet
 
     def _main(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -237,7 +237,11 @@ woken AS (
 SELECT (SELECT count(*) FROM gone) AS changed, (SELECT count(*) FROM woken) AS woken
 
 -- name: add
-SELECT {{schema}}.{{table}}_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+-- Typed parameters, so that drivers that send untyped values (psycopg, Django) pick the
+-- function as asyncpg does.
+SELECT {{schema}}.{{table}}_add(
+    $1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::bytea[], $10::text[], $11::timestamptz[], $12::boolean)
 
 -- name: add_one
 -- One message, as the <table>_add function does it but as one plain statement (about a
