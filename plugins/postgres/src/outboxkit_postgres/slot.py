@@ -18,10 +18,34 @@ import psycopg2.extras  # type: ignore[import-untyped]
 
 from outboxkit.errors import ConfigurationError
 from outboxkit.masking import mask_dsn, scrub
+from outboxkit_postgres.settings import PostgresSettings
 
-__all__ = ["SlotBusyError", "SlotStream", "check_slot", "drop_slot", "ensure_slot", "slot_lag"]
+__all__ = [
+    "SlotBusyError",
+    "SlotStream",
+    "check_slot",
+    "drop_slot",
+    "ensure_slot",
+    "libpq_tls",
+    "slot_lag",
+]
 
 GUIDE = "docs/log-tailing.md"
+
+
+def libpq_tls(settings: PostgresSettings) -> dict[str, str]:
+    """The ``--pg-ssl-*`` settings as libpq connection parameters (psycopg2 speaks libpq),
+    so the replication connection uses the TLS of the relay's other connections."""
+    params = {
+        "sslmode": settings.tls_mode(),
+        "sslrootcert": settings.ssl_root_cert,
+        "sslcert": settings.ssl_cert,
+        "sslkey": settings.ssl_key,
+        "sslpassword": settings.ssl_key_password,
+    }
+    if params["sslrootcert"] is None and settings.tls_mode() in ("verify-ca", "verify-full"):
+        params["sslrootcert"] = "system"  # libpq 16+: the system's trusted CAs, as asyncpg
+    return {key: value for key, value in params.items() if value is not None}
 
 
 class SlotBusyError(Exception):
@@ -35,8 +59,16 @@ class SlotStream:
     ``confirmed_flush_lsn``); psycopg2 repeats it in every status update.
     """
 
-    def __init__(self, dsn: str, slot: str, publication: str, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        slot: str,
+        publication: str,
+        connect_timeout: float,
+        tls: dict[str, str] | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._tls = tls or {}
         self._slot = slot
         self._publication = publication
         self._timeout = connect_timeout
@@ -53,6 +85,7 @@ class SlotStream:
                 self._dsn,
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
                 connect_timeout=max(1, int(self._timeout)),
+                **self._tls,
             )
         except psycopg2.OperationalError as exc:
             raise OSError(scrub(str(exc).strip(), self._dsn)) from None

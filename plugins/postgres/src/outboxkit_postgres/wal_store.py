@@ -26,6 +26,7 @@ from outboxkit_postgres.slot import (
     check_slot,
     drop_slot,
     ensure_slot,
+    libpq_tls,
     slot_lag,
     terminate_readers,
 )
@@ -139,7 +140,11 @@ class PostgresWalStore(PostgresStore):
     def slot_stream(self) -> SlotStream:
         """A new (unopened) stream of the slot."""
         return SlotStream(
-            self._settings.dsn, self.slot_name, self.slot_name, self._settings.connect_timeout
+            self._settings.dsn,
+            self.slot_name,
+            self.slot_name,
+            self._settings.connect_timeout,
+            libpq_tls(self._settings),
         )
 
     # -- fenced writes of the slot reader ---------------------------------------------------
