@@ -404,3 +404,19 @@ async def _write_across_a_restart(
         if phase == 0:
             await eventually(lambda: len(rig.reader.ids) >= 300, 30, "300 read", 0.05)
             server.restart()
+
+
+@pytest.mark.timeout(60)
+async def test_an_idle_outbox_holds_no_wal_back(rig: WalRig) -> None:
+    """Other tables are written, the outbox is not: the heartbeat moves the slot along."""
+    rig.start_relay("relay-a")
+    await rig.wait_for_holder("relay-a")
+    async with rig.connection() as conn:
+        await conn.execute(f"CREATE TABLE {rig.schema}.other (n int)")
+        await conn.execute(f"INSERT INTO {rig.schema}.other SELECT generate_series(1, 1000)")
+        written = int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+
+    async def passed() -> bool:
+        return await rig.confirmed_lsn() >= written
+
+    await eventually(passed, 10, "the slot confirmed past the other tables' WAL", 0.2)
