@@ -1,7 +1,9 @@
 """Independent consumers that read what reached the broker and tally it.
 
 Each delivery is matched by its ``outboxkit-id`` header; ``on_first`` gets the receive time
-(``time.perf_counter``) of each first delivery, for commit -> receive latency.
+(``time.perf_counter``) of each first delivery, for commit -> receive latency, and
+``broker_times`` the Kafka record timestamp (seconds; the broker's append time on a topic
+with ``message.timestamp.type=LogAppendTime``), for commit -> broker ack.
 """
 
 from __future__ import annotations
@@ -38,17 +40,21 @@ class Consume:
         self.done = done or tally.complete
         self.idle = idle
         self.on_first = on_first
+        self.broker_times: dict[str, float] = {}
         self._last = time.monotonic()
 
-    def deliver(self, headers: Mapping[str, str]) -> None:
+    def deliver(self, headers: Mapping[str, str], broker_ms: int | None = None) -> None:
         now = time.perf_counter()
         self._last = time.monotonic()
         message_id = headers.get(HEADER_ID, "")
         first = self.tally.record(
             message_id, headers.get(HEADER_AGGREGATE_ID, ""), int(headers.get(SEQ_HEADER, "0"))
         )
-        if first and self.on_first is not None:
-            self.on_first(message_id, now)
+        if first:
+            if self.on_first is not None:
+                self.on_first(message_id, now)
+            if broker_ms is not None:
+                self.broker_times[message_id] = broker_ms / 1000
 
     def finished(self) -> bool:
         return self.done() or time.monotonic() - self._last > self.idle
@@ -68,7 +74,8 @@ async def consume_kafka(bootstrap: str, topic: str, consume: Consume) -> None:
             batches = await consumer.getmany(timeout_ms=100, max_records=5000)
             for records in batches.values():
                 for record in records:
-                    consume.deliver({k: v.decode() for k, v in record.headers})
+                    headers = {k: v.decode() for k, v in record.headers}
+                    consume.deliver(headers, record.timestamp)
     finally:
         await consumer.stop()
 

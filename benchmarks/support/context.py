@@ -13,6 +13,7 @@ from benchmarks.support.run_results import RunResults
 from benchmarks.support.server_urls import Servers
 from benchmarks.support.sizes import Size
 from benchmarks.support.targets import BrokerTarget, KafkaTarget, NatsTarget, unique
+from benchmarks.support.throughput_floor import Sender
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 
@@ -25,6 +26,11 @@ class Backlog(Protocol):
     def store(self) -> Store: ...
 
     async def fill(self, messages: Sequence[Message], tracker: Progress) -> None: ...
+
+    async def floor(self, sender: Sender, batch: int, count: int) -> float:
+        """Seconds the hand-written at-most-once relay takes to move the ``count`` messages
+        (``benchmarks.support.throughput_floor``)."""
+        ...
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-__all__ = ["CpuSample", "busy_seconds", "busy_share", "role_seconds"]
+__all__ = ["CpuSample", "busy_seconds", "busy_share", "process_seconds", "role_seconds"]
 
 ROLES = {"postgres": "postgres", "java": "kafka", "nats-server": "nats", "ferretdb": "mongodb"}
 """Process names (``comm``) of the servers, and the role each is reported as."""
@@ -38,6 +38,12 @@ def _machine() -> tuple[int, int] | None:
     return total - idle, total
 
 
+def _stat_seconds(text: str) -> float:
+    """User + system CPU seconds of a ``/proc/<pid>/stat`` line."""
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _ticks()
+
+
 def _processes() -> dict[int, tuple[str, float]]:
     """Role and CPU seconds (user + system) since its start of each process of a role."""
     used: dict[int, tuple[str, float]] = {}
@@ -51,9 +57,16 @@ def _processes() -> dict[int, tuple[str, float]]:
         pid = int(stat.parent.name)
         role = "consumer" if pid == own else ROLES.get(name)
         if role is not None:
-            fields = text[text.rindex(")") + 2 :].split()
-            used[pid] = (role, (int(fields[11]) + int(fields[12])) / _ticks())
+            used[pid] = (role, _stat_seconds(text))
     return used
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far; 0 without ``/proc``."""
+    try:
+        return _stat_seconds(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Per-run broker resources: Kafka topics and NATS JetStream streams, removed afterwards."""
+"""Per-run broker resources: Kafka topics and NATS JetStream streams, removed afterwards.
+
+Kafka topics come from the test suite's helper (``tests.support.kafka.topics``), so the
+benchmarks and the tests create and remove them one way."""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import nats
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.js.api import StreamConfig
+
+from tests.support.kafka import topics
 
 __all__ = ["KAFKA_PARTITIONS", "kafka_topic", "nats_stream"]
 
@@ -15,25 +19,20 @@ KAFKA_PARTITIONS = 6
 
 
 @asynccontextmanager
-async def kafka_topic(bootstrap: str, name: str) -> AsyncIterator[str]:
-    """Create topic ``name`` (auto-creation is off) and delete it on exit."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=KAFKA_PARTITIONS, replication_factor=1)]
-        )
+async def kafka_topic(
+    bootstrap: str, name: str, configs: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Create topic ``name`` (auto-creation is off) of :data:`KAFKA_PARTITIONS` partitions
+    with ``configs``, once its partitions have leaders; delete it on exit."""
+    async with topics(bootstrap, partitions=KAFKA_PARTITIONS, names=[name], configs=configs):
         yield name
-    finally:
-        try:
-            await admin.delete_topics([name])
-        finally:
-            await admin.close()
 
 
 @asynccontextmanager
 async def nats_stream(url: str, name: str) -> AsyncIterator[str]:
-    """Create stream ``name`` capturing ``<name>.>``; yield the subject prefix; delete it."""
+    """Create stream ``name`` capturing ``<name>.>``; yield the subject prefix; delete it.
+    (Not ``tests.support.nats.scratch_stream``: the benchmarks name streams by scenario and
+    read the stream back from the subject's first token.)"""
     client = await nats.connect(url)
     try:
         js = client.jetstream()

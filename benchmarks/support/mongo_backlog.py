@@ -11,6 +11,7 @@ from outboxkit_mongodb.bulk import bulk_write
 from pymongo import AsyncMongoClient, UpdateOne
 
 from benchmarks.support.progress import Progress
+from benchmarks.support.throughput_floor import Sender, mongo_floor
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 
@@ -51,6 +52,11 @@ class MongoBacklog:
             await bulk_write(collection, ops, per_command=self._per_command)
             tracker.add(sum(len(own) for own in chunk))
         await self._check_stored(len(messages))
+
+    async def floor(self, sender: Sender, batch: int, count: int) -> float:
+        return await mongo_floor(
+            self.settings, COLLECTION, sender, batch, count, per_command=self._per_command
+        )
 
     async def _check_stored(self, expected: int) -> None:
         """Fail unless the database holds exactly ``expected`` pending entries.

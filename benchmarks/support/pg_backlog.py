@@ -9,6 +9,7 @@ import asyncpg
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 
 from benchmarks.support.progress import Progress
+from benchmarks.support.throughput_floor import Sender, pg_floor
 from outboxkit.message import Message
 from outboxkit.protocols import Store
 
@@ -43,6 +44,10 @@ class PgBacklog:
                 async with conn.transaction():
                     await self.outbox.add_many(conn, chunk)
                 tracker.add(len(chunk))
+
+    async def floor(self, sender: Sender, batch: int, count: int) -> float:
+        shards = self.settings.shard_count
+        return await pg_floor(self.settings.dsn, self.table, shards, sender, batch, count)
 
 
 @asynccontextmanager

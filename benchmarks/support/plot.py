@@ -1,4 +1,5 @@
-"""``results.png``: headroom against each bar, relay vs raw throughput, latency percentiles."""
+"""``results.png``: headroom against each bar, relay vs floor vs raw throughput, latency
+percentiles, per-second p99 at the latency bar's load."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from benchmarks.scenarios.latency import BAR_LOAD as LATENCY_BAR_LOAD
 from benchmarks.scenarios.throughput import SCENARIO as THROUGHPUT
 from benchmarks.support.run_results import RunResults
 
@@ -23,62 +25,57 @@ def _empty(ax: Axes, title: str, what: str) -> None:
 
 
 def _bars(ax: Axes, results: RunResults) -> None:
-    rows = [m for m in results.measures if m.bar is not None and m.ratio is not None]
+    rows = []  # (label, headroom, text) of every ratio with a bar
+    for m in results.measures:
+        for bar, ratio, unit in (
+            (m.bar, m.ratio, m.ratio_label),
+            (m.floor_bar, m.floor_ratio, "x floor"),
+        ):
+            if bar is not None and ratio is not None:
+                text = f"{ratio:.2f} {unit} (bar {bar.text})"
+                rows.append((f"{m.scenario}: {m.step}", bar.headroom(ratio), text))
     if not rows:
         _empty(ax, "Ratios against the bars", "step with a bar")
         return
-    labels = [f"{m.scenario}: {m.step}" for m in rows]
-    values = [m.bar.headroom(m.ratio) for m in rows if m.bar and m.ratio is not None]
+    values = [headroom for _, headroom, _ in rows]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-    ax.barh(labels, values, color=colors)
+    ax.barh([label for label, _, _ in rows], values, color=colors)
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    for y, m in enumerate(rows):
-        ax.text(
-            0.02,
-            y,
-            f"{m.ratio:.2f} {m.ratio_label} (bar {m.bar.text if m.bar else ''})",
-            va="center",
-            fontsize=7,
-        )
+    for y, (_, _, text) in enumerate(rows):
+        ax.text(0.02, y, text, va="center", fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("headroom: measured ratio relative to its bar (>= 1 passes)")
-    ax.set_title("Ratios against the bars (same-run baselines)")
+    ax.set_title("Ratios against the bars (same-run baselines and floors)")
 
 
 def _throughput(ax: Axes, results: RunResults) -> None:
-    """Relay and raw client rates of every pipeline of scenario 1."""
+    """Relay, floor and raw client rates of every pipeline of scenario 1."""
     rows = [m for m in results.measures if m.scenario == THROUGHPUT and m.baseline is not None]
     if not rows:
-        _empty(ax, "Relay throughput against the raw client", "throughput scenario")
+        _empty(ax, "Relay throughput against the raw client and the floor", "throughput scenario")
         return
-    height = 0.4
-    for i, (label, values, color) in enumerate(
-        (
-            ("outboxkit relay", [m.value for m in rows], "tab:blue"),
-            ("raw client", [m.baseline or 0.0 for m in rows], "tab:gray"),
-        )
-    ):
-        ax.barh(
-            [j + (i - 0.5) * height for j in range(len(rows))],
-            values,
-            height,
-            label=label,
-            color=color,
-        )
-    for j, m in enumerate(rows):
-        for offset, value in ((-height / 2, m.value), (height / 2, m.baseline or 0.0)):
-            ax.text(value, j + offset, f" {value:,.0f}", va="center", fontsize=7)
+    height = 0.27
+    series = (
+        ("outboxkit relay", [m.value for m in rows], "tab:blue"),
+        ("floor: hand-written at-most-once relay", [m.floor or 0.0 for m in rows], "tab:orange"),
+        ("raw client (fastest way)", [m.baseline or 0.0 for m in rows], "tab:gray"),
+    )
+    for i, (label, values, color) in enumerate(series):
+        offsets = [j + (i - 1) * height for j in range(len(rows))]
+        ax.barh(offsets, values, height, label=label, color=color)
+        for y, value in zip(offsets, values, strict=True):
+            ax.text(value, y, f" {value:,.0f}", va="center", fontsize=7)
     ax.set_yticks(range(len(rows)), [m.step for m in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("messages per second")
-    ax.set_title("Relay throughput against the raw client (same run)")
+    ax.set_title("Relay throughput against the floor and the raw client (same run)")
     ax.legend(fontsize=7)
 
 
 def _latencies(ax: Axes, results: RunResults) -> None:
-    """Commit -> ack percentiles, one group of horizontal bars per step (commit -> receive
+    """Commit -> receive percentiles, one group of horizontal bars per step (commit -> ack
     is in the table)."""
-    rows = [x for x in results.latencies if x.kind == "commit->ack"]
+    rows = [x for x in results.latencies if x.kind == "commit->receive"]
     if not rows:
         _empty(ax, "End-to-end latency percentiles", "latency scenario")
         return
@@ -96,19 +93,47 @@ def _latencies(ax: Axes, results: RunResults) -> None:
     ax.set_yticks(range(len(rows)), [x.step for x in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("commit -> broker ack, milliseconds (log)")
+    ax.set_xlabel("commit -> consumer receive, milliseconds (log)")
     ax.set_title("End-to-end latency percentiles")
     ax.legend(fontsize=7)
 
 
+def _per_second(ax: Axes, results: RunResults) -> None:
+    """Commit -> receive p99 of each second of the runs at the latency bar's load."""
+    rows = [
+        x
+        for x in results.latencies
+        if x.kind == "commit->receive" and x.per_second and x.offered == LATENCY_BAR_LOAD
+    ]
+    if not rows:
+        _empty(ax, "Per-second p99 at 1,000 msg/s", "per-second latency")
+        return
+    for x in rows:
+        floor = "floor" in x.step
+        ax.plot(
+            range(len(x.per_second)),
+            [second[1] for second in x.per_second],
+            linestyle="--" if floor else "-",
+            linewidth=1,
+            label=x.step,
+        )
+    ax.axhline(15.0, color="black", linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("second of the measured part (warm-up left out)")
+    ax.set_ylabel("p99 of the second, ms (log)")
+    ax.set_title("Commit -> consumer receive, p99 per second (dotted: the p99 bar)")
+    ax.legend(fontsize=6)
+
+
 def plot(results: RunResults, path: Path) -> None:
-    """Draw the three panels to ``path``."""
-    fig, (top, middle, bottom) = plt.subplots(
-        3, 1, figsize=(11, 15), gridspec_kw={"height_ratios": [1, 0.7, 2]}
+    """Draw the four panels to ``path``."""
+    fig, (top, middle, bottom, seconds) = plt.subplots(
+        4, 1, figsize=(11, 19), gridspec_kw={"height_ratios": [1, 0.7, 2, 1]}
     )
     _bars(top, results)
     _throughput(middle, results)
     _latencies(bottom, results)
+    _per_second(seconds, results)
     fig.suptitle(f"outboxkit benchmark ({results.size}, {results.started})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

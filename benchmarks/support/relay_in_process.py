@@ -14,7 +14,24 @@ from outboxkit.protocols import Publisher, Store
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
 
-__all__ = ["relay_until"]
+__all__ = ["OpenedAt", "relay_until"]
+
+
+class OpenedAt:
+    """Delegates to ``inner`` (``publish`` is the inner method itself: no extra call);
+    ``at`` is the ``perf_counter`` time at which ``open()`` returned."""
+
+    def __init__(self, inner: Publisher) -> None:
+        self.inner = inner
+        self.publish = inner.publish
+        self.at: float | None = None
+
+    async def open(self) -> None:
+        await self.inner.open()
+        self.at = time.perf_counter()
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 async def relay_until(
@@ -29,16 +46,17 @@ async def relay_until(
 ) -> tuple[float, RelayMetrics]:
     """Relay until ``count`` messages are acknowledged; return (seconds, metrics).
 
-    The time runs from ``run()`` (store and publisher opening, leases) to the last
-    acknowledgement, like the baselines' time includes starting their client. With an
+    The time runs from the moment the store and the publisher are open (the relay opens the
+    store first) to the last acknowledgement: it includes taking the leases, not connecting,
+    as the baselines and the floor start their clock with their clients connected. With an
     ``observer``, the relay runs measured by it, as ``outboxkit relay`` runs it.
     """
     if observer is not None:
         store, publisher = observer.wrap(store, publisher)
-    relay = ShardedRelay(store, publisher, settings)
+    opened = OpenedAt(publisher)
+    relay = ShardedRelay(store, opened, settings)
     elapsed = 0.0
     async with anyio.create_task_group() as tg:
-        started = time.perf_counter()
         tg.start_soon(relay.run if observer is None else partial(observer.run, relay))
 
         def published() -> bool:
@@ -46,7 +64,7 @@ async def relay_until(
             return tracker.done >= count
 
         finished = await wait_until(published, timeout, step=0.005)
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - (opened.at or time.perf_counter())
         relay.stop()
     if not finished:
         raise TimeoutError(

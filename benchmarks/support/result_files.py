@@ -30,14 +30,39 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
 
 
 def _measures_table(results: RunResults) -> list[str]:
-    header = ("Scenario", "Step", "outboxkit", "Baseline", "Ratio", "Bar", "Pass")
+    header = (
+        "Scenario",
+        "Step",
+        "outboxkit",
+        "Baseline",
+        "Ratio",
+        "Floor",
+        "Ratio",
+        "Bars",
+        "Pass",
+    )
     rows = []
     for m in results.measures:
         baseline = f"{_num(m.baseline)} {m.unit} ({m.baseline_label})" if m.baseline else ""
         ratio = f"{_num(m.ratio)} {m.ratio_label}" if m.ratio is not None else ""
-        passed = {True: "yes", False: "**no**", None: ""}[m.passed]
-        bar = m.bar.text if m.bar else ""
-        rows.append((m.scenario, m.step, f"{_num(m.value)} {m.unit}", baseline, ratio, bar, passed))
+        floor = f"{_num(m.floor)} {m.unit} ({m.floor_label})" if m.floor else ""
+        floor_ratio = f"{_num(m.floor_ratio)} x floor" if m.floor_ratio is not None else ""
+        bars = ((m.bar, m.passed), (m.floor_bar, m.floor_passed))
+        text = "; ".join(bar.text for bar, _ in bars if bar)
+        verdicts = [{True: "yes", False: "**no**", None: ""}[passed] for bar, passed in bars if bar]
+        rows.append(
+            (
+                m.scenario,
+                m.step,
+                f"{_num(m.value)} {m.unit}",
+                baseline,
+                ratio,
+                floor,
+                floor_ratio,
+                text,
+                "; ".join(verdicts),
+            )
+        )
     return _table(header, rows)
 
 

@@ -41,11 +41,19 @@ class Measure(msgspec.Struct, kw_only=True):
     ratio_label: str = ""
     bar: Bar | None = None
     passed: bool | None = None
+    floor: float | None = None
+    """The same figure of a hand-written minimal outbox (throughput: at-most-once relay)."""
+    floor_label: str = ""
+    floor_ratio: float | None = None
+    floor_bar: Bar | None = None
+    floor_passed: bool | None = None
     details: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.bar is not None and self.ratio is not None:
             self.passed = self.bar.passes(self.ratio)
+        if self.floor_bar is not None and self.floor_ratio is not None:
+            self.floor_passed = self.floor_bar.passes(self.floor_ratio)
 
 
 class Latency(msgspec.Struct, kw_only=True):
@@ -64,6 +72,8 @@ class Latency(msgspec.Struct, kw_only=True):
     """CPU time per message of each process (``relay``, ``writer``) and server, microseconds."""
     machine_busy: float | None = None
     """Share (0..1) of the machine's CPU time that was busy while the writer ran."""
+    per_second: list[list[float]] = msgspec.field(default_factory=list)
+    """[p50, p99, max] of the messages committed in each second of the measured part."""
 
 
 class RunResults(msgspec.Struct, kw_only=True):

@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = ["Servers", "find_servers"]
 
-REPO = Path(__file__).resolve().parents[2]
-VARIABLES = {
-    "postgres": "OUTBOXKIT_TEST_POSTGRES_URL",
-    "kafka": "OUTBOXKIT_TEST_KAFKA_BOOTSTRAP",
-    "nats": "OUTBOXKIT_TEST_NATS_URL",
-    "mongodb": "OUTBOXKIT_TEST_MONGODB_URL",
-}
+from tests.support import REPO
+from tests.support.servers import SERVERS
+
+VARIABLES = {name: SERVERS[name].env_var for name in ("postgres", "kafka", "nats", "mongodb")}
+"""The servers the benchmarks use, by the test suite's ``OUTBOXKIT_TEST_*`` table."""
 
 
 @dataclass(frozen=True)

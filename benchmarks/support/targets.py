@@ -11,16 +11,14 @@ from typing import Protocol
 from outboxkit_kafka import KafkaPublisher, KafkaSettings
 from outboxkit_nats import NatsPublisher, NatsSettings
 
-from benchmarks.support.baselines import raw_kafka, raw_nats
+from benchmarks.support.baselines import KAFKA_VARIANTS, NATS_VARIANTS, raw_kafka, raw_nats
 from benchmarks.support.consumers import Consume, consume_kafka, consume_nats
 from benchmarks.support.destinations import kafka_topic, nats_stream
-from benchmarks.support.progress import Progress
+from benchmarks.support.throughput_floor import KafkaSender, NatsSender, Sender
 from outboxkit.message import Message
 from outboxkit.protocols import Publisher
 
 __all__ = ["BrokerTarget", "KafkaTarget", "NatsTarget", "unique"]
-
-NATS_CONCURRENCY = NatsSettings().max_in_flight
 
 
 def unique(label: str) -> str:
@@ -37,8 +35,18 @@ class BrokerTarget(Protocol):
 
     def publisher(self, topic: str) -> Publisher: ...
 
-    async def baseline(self, topic: str, messages: Sequence[Message], tracker: Progress) -> None:
-        """Send ``messages`` with the raw client; return once all are acknowledged."""
+    def baselines(self) -> Sequence[str]:
+        """The ways of using the raw client tried in each run (the fastest is the baseline)."""
+        ...
+
+    async def baseline(self, topic: str, messages: Sequence[Message], variant: str) -> float:
+        """Send ``messages`` with the raw client as ``variant`` says; return the seconds
+        from the first call to the last acknowledgement (see ``baselines``)."""
+        ...
+
+    def floor_sender(self, topic: str) -> Sender:
+        """The broker side of the throughput floor (``throughput_floor``)."""
+        ...
 
     async def consume(self, topic: str, consume: Consume) -> None:
         """Read ``topic`` from the start until ``consume`` is finished."""
@@ -58,16 +66,15 @@ class KafkaTarget:
     def publisher(self, topic: str) -> Publisher:
         return KafkaPublisher(KafkaSettings(bootstrap_servers=self.bootstrap))
 
-    async def baseline(self, topic: str, messages: Sequence[Message], tracker: Progress) -> None:
-        defaults = KafkaSettings()
-        await raw_kafka(
-            self.bootstrap,
-            topic,
-            messages,
-            tracker,
-            linger_ms=defaults.linger_ms,
-            max_batch_size=defaults.max_batch_size,
-        )
+    def baselines(self) -> Sequence[str]:
+        return [variant.name for variant in KAFKA_VARIANTS]
+
+    async def baseline(self, topic: str, messages: Sequence[Message], variant: str) -> float:
+        chosen = next(v for v in KAFKA_VARIANTS if v.name == variant)
+        return await raw_kafka(self.bootstrap, topic, messages, chosen)
+
+    def floor_sender(self, topic: str) -> Sender:
+        return KafkaSender(self.bootstrap, topic)
 
     async def consume(self, topic: str, consume: Consume) -> None:
         await consume_kafka(self.bootstrap, topic, consume)
@@ -88,8 +95,15 @@ class NatsTarget:
         stream = topic.partition(".")[0]
         return NatsPublisher(NatsSettings(servers=[self.url], stream=stream))
 
-    async def baseline(self, topic: str, messages: Sequence[Message], tracker: Progress) -> None:
-        await raw_nats(self.url, topic, messages, tracker, NATS_CONCURRENCY)
+    def baselines(self) -> Sequence[str]:
+        return [variant.name for variant in NATS_VARIANTS]
+
+    async def baseline(self, topic: str, messages: Sequence[Message], variant: str) -> float:
+        chosen = next(v for v in NATS_VARIANTS if v.name == variant)
+        return await raw_nats(self.url, topic, messages, chosen)
+
+    def floor_sender(self, topic: str) -> Sender:
+        return NatsSender(self.url, topic)
 
     async def consume(self, topic: str, consume: Consume) -> None:
         await consume_nats(self.url, topic.partition(".")[0], consume)

@@ -7,7 +7,7 @@ and pass every other attribute through, so the relay itself knows nothing of met
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from outboxkit.message import Message
@@ -20,6 +20,7 @@ from outboxkit.protocols import (
     Lease,
     Outcome,
     Publisher,
+    ReportsDeliveries,
     Store,
 )
 
@@ -79,6 +80,27 @@ class ObservedPublisher:
         await self.inner.close()
 
     async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
+        return await self._observed(messages, self.inner.publish)
+
+    async def publish_reporting(
+        self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
+    ) -> list[Outcome]:
+        """The inner publisher's ``publish_reporting``, observed as ``publish`` is; a publisher
+        without it is called with ``publish`` (its deliveries are then settled at the end)."""
+        if isinstance(self.inner, ReportsDeliveries):
+            reporting = self.inner
+
+            async def call(batch: Sequence[Message]) -> Sequence[Outcome]:
+                return await reporting.publish_reporting(batch, delivered)
+
+            return await self._observed(messages, call)
+        return await self._observed(messages, self.inner.publish)
+
+    async def _observed(
+        self,
+        messages: Sequence[Message],
+        call: Callable[[Sequence[Message]], Awaitable[Sequence[Outcome]]],
+    ) -> list[Outcome]:
         instruments = self._instruments
         instruments.batch_size.observe(len(messages))
         tracer, spans = self._tracer, None
@@ -86,7 +108,7 @@ class ObservedPublisher:
             messages, spans = tracer.start(messages)
         started = time.perf_counter()
         try:
-            outcomes = await self.inner.publish(messages)
+            outcomes = list(await call(messages))
         except BaseException as exc:
             if tracer is not None and spans is not None:
                 tracer.fail(spans, exc)

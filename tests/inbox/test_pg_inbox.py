@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from outboxkit_postgres import PostgresInbox
 
-from outboxkit.errors import SchemaMissingError
+from outboxkit.errors import SchemaMissingError, TransactionRequiredError
 from outboxkit.inbox import InboxMessage, Verdict, decode
 from outboxkit.message import HEADER_SEQUENCE, Message, broker_headers
 from outboxkit.uuidv7 import uuid7, uuid7_floor
@@ -63,7 +63,7 @@ async def test_a_duplicate_is_skipped_and_a_rollback_records_nothing(postgres_ur
                     await conn.execute(BUMP.format(s=s), "acc")
         assert verdicts == [Verdict.FRESH, Verdict.DUPLICATE, Verdict.DUPLICATE]
         assert await _count(conn, s) == 1
-        with pytest.raises(Exception, match="open transaction"):
+        with pytest.raises(TransactionRequiredError, match="caller's transaction"):
             await inbox.record(conn, [m])
         await conn.close()
 

@@ -2,7 +2,7 @@
 writers for asyncpg, SQLAlchemy, psycopg and Django, and a WAL-only outbox read from a
 replication slot (``mode = "wal"``)."""
 
-from outboxkit_postgres.inbox import PostgresInbox
+from outboxkit_postgres.inbox import PostgresInbox, SyncPostgresInbox
 from outboxkit_postgres.inbox_admin import PostgresInboxAdmin, PostgresInboxSettings
 from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.store import PostgresStore
@@ -19,6 +19,7 @@ __all__ = [
     "PostgresStore",
     "PostgresWalOutbox",
     "PostgresWalStore",
+    "SyncPostgresInbox",
     "SyncPostgresOutbox",
     "UnsupportedConnectionError",
 ]

@@ -9,9 +9,8 @@ database connections). Both run the same statement (``add_one`` for one message,
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -33,6 +32,8 @@ from outboxkit_postgres.drivers import (
     SyncTarget,
     UnsupportedConnectionError,
     async_target,
+    error_chain,
+    format_style,
     sync_target,
 )
 from outboxkit_postgres.names import OutboxNames, query_texts
@@ -42,7 +43,6 @@ __all__ = ["PostgresOutbox", "SyncPostgresOutbox", "UnsupportedConnectionError"]
 
 
 _TEXT_FIELDS = ("aggregate_type", "aggregate_id", "event_type", "topic", "key", "content_type")
-_PARAMETER = re.compile(r"\$(\d+)")
 _SCHEMA_MISSING = frozenset({"42P01", "42883", "3F000"})  # undefined table/function, schema
 _PRIVILEGE = "42501"
 _DEFAULTS = {"schema": "public", "table": "outbox"}
@@ -61,13 +61,6 @@ def _validate(message: Message) -> None:
         raise InvalidMessageError(f"message {message.id}: created_at must be timezone-aware")
 
 
-def _format_style(sql: str) -> tuple[str, tuple[int, ...]]:
-    """``sql`` with ``%s`` placeholders (a literal ``%`` doubled) and, for each placeholder,
-    the index of its ``$n`` argument (``$1`` may occur several times)."""
-    order = tuple(int(n) - 1 for n in _PARAMETER.findall(sql))
-    return _PARAMETER.sub("%s", sql.replace("%", "%%")), order
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What a writer resolved at its first add: names, options and the statements."""
@@ -84,7 +77,7 @@ class _Plan:
         for one, name in ((True, "add_one"), (False, "add")):
             sql = self.names.render(texts[name])
             out[(one, "dollar")] = (sql, None)
-            out[(one, "format")] = _format_style(sql)
+            out[(one, "format")] = format_style(sql)
         return out
 
     def statement(self, messages: Sequence[Message]) -> Statement:
@@ -100,7 +93,7 @@ class _Plan:
     def database_error(self, exc: BaseException) -> OutboxError | None:
         """The outboxkit error of a driver's error (SQLSTATE found through the wrappers of
         SQLAlchemy and Django), or None if it is none of the writer's known failures."""
-        for cause in _chain(exc):
+        for cause in error_chain(exc):
             state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
             if state in _SCHEMA_MISSING:
                 where = "; ".join(
@@ -115,21 +108,6 @@ class _Plan:
             if state == _PRIVILEGE:
                 return writer_denied(cause, self.names)
         return None
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)
-        todo += [current.__context__, current.__cause__]
-        if isinstance(orig, BaseException):
-            todo.append(orig)
 
 
 class _Writer:
