@@ -39,6 +39,7 @@ SCENARIOS = {
     "latency": "benchmarks.scenarios.latency",
     "backlog": "benchmarks.scenarios.backlog",
     "scaling": "benchmarks.scenarios.scaling",
+    "wal": "benchmarks.scenarios.log_tailing",
     "observability": "benchmarks.scenarios.observability",
     "inbox": "benchmarks.scenarios.inbox",
 }

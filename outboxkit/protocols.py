@@ -28,6 +28,7 @@ __all__ = [
     "Publisher",
     "Relay",
     "ReportsDeliveries",
+    "SlotStatus",
     "Store",
     "StoreGauges",
     "StoreStatus",
@@ -113,6 +114,24 @@ BLOCKED_SAMPLE = 5
 """How many blocked aggregate ids :attr:`StoreStatus.blocked_sample` holds at most."""
 
 
+class SlotStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A replication slot read by the relay (log tailing): ``status`` shows it."""
+
+    name: str
+    """The slot's name."""
+    lag_bytes: int | None
+    """WAL the slot holds back behind the server's current position; None if no slot."""
+    lag_seconds: float | None
+    """Age of the oldest transaction read but not confirmed (0 when caught up); None when no
+    relay holds the slot."""
+    active: bool
+    """A connection is streaming the slot."""
+    holder: str | None
+    """The relay instance holding the slot's lease."""
+    warning: str | None = None
+    """What needs an operator's attention (lag past the threshold, no slot, lost WAL)."""
+
+
 class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What ``outboxkit status`` shows.
 
@@ -141,6 +160,8 @@ class StoreStatus(msgspec.Struct, frozen=True, kw_only=True):
     """Up to ``BLOCKED_SAMPLE`` ids of blocked aggregates, smallest first."""
     parked: int = 0
     """Pending messages after a dead letter of their aggregate (part of ``pending``)."""
+    slot: SlotStatus | None = None
+    """The replication slot, for a store that tails the log."""
 
 
 class StoreGauges(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,7 +21,7 @@ from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import dead_letters_json, format_dead_letters, format_status
 from outboxkit.cli.plugins import KINDS, installed, load
 from outboxkit.cli.watchdog import Watchdog, watchdog
-from outboxkit.errors import DeadLetterNotFoundError, OutboxError
+from outboxkit.errors import ConfigurationError, DeadLetterNotFoundError, OutboxError
 from outboxkit.observability.observer import ObservabilitySettings, RelayObserver
 from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.settings import RelaySettings
@@ -228,6 +228,23 @@ async def _migrate(inv: Invocation) -> int:
     return await _with_store(inv, report)
 
 
+async def _drop_slot(inv: Invocation) -> int:
+    store = inv.store()
+    drop = getattr(store, "drop_slot", None)
+    if drop is None:
+        raise ConfigurationError(
+            f"store {inv.selected['store'].name!r} in this mode reads no replication slot: "
+            "nothing to drop (for pg: give the --pg-mode / --pg-wake-from-log the relay uses)"
+        )
+    try:
+        dropped = await drop()
+    finally:
+        await store.close()
+    name = getattr(store, "slot_name", "")
+    print(f"outboxkit: slot {name} {'dropped' if dropped else 'did not exist'}")
+    return 0
+
+
 def _json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -393,6 +410,11 @@ COMMANDS = (
         "create or upgrade the store's schema",
         _migrate,
         add_arguments=_migrate_arguments,
+    ),
+    CommandSpec(
+        ("drop-slot",),
+        "drop the replication slot and publication of a log-tailing store",
+        _drop_slot,
     ),
     CommandSpec(
         ("status",),

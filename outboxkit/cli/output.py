@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from outboxkit.protocols import DeadLetter, LeaseInfo, StoreStatus
+from outboxkit.protocols import DeadLetter, LeaseInfo, SlotStatus, StoreStatus
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
@@ -79,11 +79,25 @@ def format_status(status: StoreStatus) -> str:
         f"shards:             {status.shard_count}",
         f"instances:          {', '.join(status.instances) or 'none'}",
     ]
+    if status.slot is not None:
+        summary += _slot_lines(status.slot)
     rows = [
         [str(lease.shard), lease.owner or "-", str(lease.token), _expiry(lease)]
         for lease in status.leases
     ]
     return "\n".join(summary) + "\n\n" + table(["shard", "owner", "token", "expires"], rows)
+
+
+def _slot_lines(slot: SlotStatus) -> list[str]:
+    lag = "-" if slot.lag_bytes is None else f"{slot.lag_bytes} bytes"
+    lines = [
+        f"slot:               {slot.name} ({'streaming' if slot.active else 'not read'}, "
+        f"holder {slot.holder or 'none'})",
+        f"slot lag:           {lag}, {_seconds(slot.lag_seconds)}",
+    ]
+    if slot.warning:
+        lines.append(f"warning:            {slot.warning}")
+    return lines
 
 
 def _blocked(status: StoreStatus) -> str:

@@ -216,6 +216,10 @@ class ShardedRelay:
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(wakeup.run, self._store, settings.poll_interval)
+                tail = getattr(self._store, "tail", None)  # a store that tails a log
+                if tail is not None:
+                    reader = tail(self._publisher, settings, self.metrics, self.owner)
+                    services.start_soon(reader.run)
                 async with anyio.create_task_group() as workers:
                     pool.bind(workers)
                     services.start_soon(keeper.run)

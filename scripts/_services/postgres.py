@@ -134,8 +134,9 @@ class Postgres(Server):
             f"port = {self.port}\n"
             "unix_socket_directories = ''\n"
             "wal_level = logical\n"
-            "max_wal_senders = 10\n"
-            "max_replication_slots = 10\n"
+            "max_wal_senders = 30\n"
+            "max_replication_slots = 30\n"  # log-tailing tests hold one each
+            "max_slot_wal_keep_size = 4GB\n"
             "max_connections = 200\n"
             "shared_buffers = 128MB\n"
             "max_locks_per_transaction = 128\n"

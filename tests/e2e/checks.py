@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import anyio
 
-__all__ = ["Delivery", "Verdict", "committed_ids", "eventually", "verdict"]
+__all__ = ["Delivery", "Verdict", "committed_ids", "eventually", "slot_tenures", "verdict"]
 
 
 async def eventually(
@@ -119,3 +119,13 @@ def verdict(deliveries: Sequence[Delivery], committed: Mapping[str, Sequence[str
         order_violations=violations,
         bad_headers=bad_headers,
     )
+
+
+def slot_tenures(logs: Sequence[str]) -> tuple[int, int]:
+    """``(tenures, ended)`` of a replication slot's lease over the relays' logs: how many
+    times a relay took the lease, and how many tenures ended with the holder seeing its loss
+    (refused renewal, or its stream ended by the next holder). One reader at a time means
+    ``tenures == ended + 1``: every takeover followed the end of the former tenure."""
+    tenures = sum(log.count("lease taken") for log in logs)
+    ended = sum(log.count("slot lease lost") + log.count("reading failed") for log in logs)
+    return tenures, ended

@@ -43,8 +43,10 @@ class RelayProcess(ChildProcess):
         publisher: str,
         cwd: Path = REPO,
         log_level: str | None = "info",
+        launcher: list[str] | None = None,
     ) -> None:
-        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", store]
+        launcher = launcher or [sys.executable, "-m", "outboxkit.cli"]
+        argv = [*launcher, "relay", "--store", store]
         argv += ["--publisher", publisher, "--instance-id", name]
         if log_level is not None:
             argv += ["--log-level", log_level]

@@ -22,13 +22,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
-from outboxkit_postgres import PostgresOutbox
+from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox
 
 from outboxkit.message import HEADER_ID, Message
 from tests.e2e.checks import eventually
 from tests.e2e.relays import RelayProcess, outboxkit_env
 from tests.support.nats import Stream, make_stream
-from tests.support.postgres import outbox_schema, pg_connection
+from tests.support.postgres import outbox_schema, pg_connection, wal_outbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -47,6 +47,7 @@ class Rig:
     refused_subject: str
     env: dict[str, str]
     log_dir: Path
+    mode: str = "table"
 
     def relay(self, policy: str | None) -> RelayProcess:
         env = dict(self.env)
@@ -85,7 +86,9 @@ class Rig:
             )
             for n, topic in enumerate(topics, 1)
         ]
-        outbox = PostgresOutbox(schema=self.schema)
+        outbox: PostgresOutbox | PostgresWalOutbox = PostgresOutbox(schema=self.schema)
+        if self.mode == "wal":
+            outbox = PostgresWalOutbox(schema=self.schema)
         async with pg_connection(self.dsn) as conn:
             for message in messages:
                 async with conn.transaction():
@@ -111,14 +114,19 @@ class Rig:
         return count
 
 
-@pytest.fixture
-async def rig(postgres_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["table", "wal"])
+async def rig(
+    postgres_url: str, nats_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Rig]:
+    mode: str = request.param
     client: Client = await nats.connect(nats_url, connect_timeout=5)
     js = client.jetstream()
     stream = await make_stream(js, duplicate_window=120.0)
+    outbox = wal_outbox(postgres_url, 2) if mode == "wal" else outbox_schema(postgres_url, 2)
     try:
-        async with outbox_schema(postgres_url, 2) as schema:
+        async with outbox as schema:
             env = outboxkit_env(
+                pg_mode=mode,
                 pg_dsn=postgres_url,
                 pg_schema=schema,
                 nats_servers=nats_url,
@@ -129,7 +137,7 @@ async def rig(postgres_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator
                 backoff_max=0.2,
             )
             refused = f"obkt-unrouted.{uuid.uuid4().hex[:12]}.orders"
-            yield Rig(postgres_url, schema, js, stream, refused, env, tmp_path)
+            yield Rig(postgres_url, schema, js, stream, refused, env, tmp_path, mode)
     finally:
         await js.delete_stream(stream.name)
         await client.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import asyncpg
 from outboxkit_postgres import PostgresSettings, PostgresStore
+from outboxkit_postgres.wal_store import PostgresWalStore, create_store
 
 from outboxkit.testing import unique_name
 
-__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema"]
+__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema", "wal_outbox"]
 
 
 @asynccontextmanager
@@ -52,3 +54,25 @@ async def outbox_schema(dsn: str, shards: int, prefix: str = "okt_e2e") -> Async
         await store.migrate()
         await store.close()
         yield schema
+
+
+@asynccontextmanager
+async def wal_outbox(dsn: str, shards: int = 4, **settings: object) -> AsyncIterator[str]:
+    """A fresh schema holding an outbox that tails the log (default ``mode="wal"``; or
+    ``mode="table", wake_from_log=True``): its tables, publication and replication slot, as
+    ``outboxkit migrate --store pg`` creates them. The slot and publication are dropped
+    afterwards (a forgotten slot keeps WAL forever; the shared server has few slots), then the
+    schema."""
+    async with scratch_schema(dsn, "okt_wal") as schema:
+        options: dict[str, Any] = {"mode": "wal", **settings}
+        store = create_store(
+            PostgresSettings(dsn=dsn, schema=schema, shard_count=shards, **options)
+        )
+        assert isinstance(store, PostgresWalStore)
+        try:
+            await store.migrate()
+            yield schema
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.drop_slot()
+                await store.close()

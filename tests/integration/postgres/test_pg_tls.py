@@ -21,11 +21,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from outboxkit_postgres import PostgresSettings, PostgresStore
+from outboxkit_postgres import PostgresSettings, PostgresStore, PostgresWalStore
 from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.tls import ssl_option
 
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from tests.support.postgres import wal_outbox
 from tests.unit.cli.conftest import RunCli
 
 pytestmark = [
@@ -257,3 +258,27 @@ def test_cli_flags(run_cli: RunCli, postgres_url: str, tmp_path: Path) -> None:
         f"outboxkit: error: pg ssl_root_cert {nope!r} cannot be read (No such file or "
         "directory): give the path of a readable PEM file"
     ]
+
+
+async def test_the_replication_stream_verifies_the_server_too(
+    postgres_url: str, certs: Path
+) -> None:
+    """Log tailing's psycopg2 connection gets the same ssl_* settings (as libpq parameters):
+    it streams through TLS with the right CA and refuses a server the CA did not sign."""
+    async with wal_outbox(postgres_url) as schema, tls_front(postgres_url, certs) as state:
+        for ca, works in (("ca.pem", True), ("other-ca.pem", False)):
+            settings = PostgresSettings(
+                dsn=via(postgres_url, "localhost", state[0]),
+                schema=schema,
+                mode="wal",
+                ssl_mode="verify-full",
+                ssl_root_cert=str(certs / ca),
+            )
+            stream = PostgresWalStore(settings).slot_stream()
+            if works:
+                await stream.open()
+                stream.close()
+            else:
+                with pytest.raises(OSError, match="certificate verify failed"):
+                    await stream.open()
+        assert state[1] >= 1, "the stream did not go through TLS"

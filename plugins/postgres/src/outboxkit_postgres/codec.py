@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -12,7 +14,13 @@ from outboxkit.message import Message
 from outboxkit.protocols import DeadLetter, Envelope
 from outboxkit.sharding import aggregate_hash
 
-__all__ = ["dead_letter_from_row", "envelope_from_row", "writer_arguments"]
+__all__ = [
+    "dead_letter_from_row",
+    "decode_wal_messages",
+    "encode_wal_messages",
+    "envelope_from_row",
+    "writer_arguments",
+]
 
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
 _headers_encoder = msgspec.json.Encoder()
@@ -86,3 +94,68 @@ def dead_letter_from_row(row: Mapping[str, Any]) -> DeadLetter:
         attempts=row["attempts"],
         failed_at=row["failed_at"],
     )
+
+
+WAL_FORMAT = 1
+"""Version of the body of a WAL-only logical decoding message (its first array element)."""
+
+_wal_encoder = msgspec.msgpack.Encoder()
+_wal_decoder = msgspec.msgpack.Decoder(
+    tuple[
+        int,
+        list[
+            tuple[
+                bytes, str, str, str, str | None, str | None, dict[str, str], bytes, str, datetime
+            ]
+        ],
+    ]
+)
+
+
+def encode_wal_messages(messages: Sequence[Message]) -> bytes:
+    """The body of the logical decoding message that carries ``messages`` (WAL-only mode):
+    msgpack ``[format, [[id, aggregate_type, aggregate_id, event_type, topic, key, headers,
+    payload, content_type, created_at], ...]]``, the same fields as a table row."""
+    return _wal_encoder.encode(
+        (
+            WAL_FORMAT,
+            [
+                (
+                    m.id.bytes,
+                    m.aggregate_type,
+                    m.aggregate_id,
+                    m.event_type,
+                    m.topic,
+                    m.key,
+                    m.headers,
+                    m.payload,
+                    m.content_type,
+                    m.created_at,
+                )
+                for m in messages
+            ],
+        )
+    )
+
+
+def decode_wal_messages(body: bytes) -> list[Message]:
+    """The messages of a body made by :func:`encode_wal_messages` (validated when written)."""
+    version, rows = _wal_decoder.decode(body)
+    if version != WAL_FORMAT:
+        raise ValueError(f"WAL message format {version} is not {WAL_FORMAT}: upgrade outboxkit")
+    put = force_setattr
+    found = []
+    for i, at, ai, et, topic, key, headers, payload, ct, created in rows:
+        message = _copy_template()
+        put(message, "id", UUID(bytes=i))
+        put(message, "aggregate_type", at)
+        put(message, "aggregate_id", ai)
+        put(message, "event_type", et)
+        put(message, "topic", topic)
+        put(message, "key", key)
+        put(message, "headers", headers)
+        put(message, "payload", payload)
+        put(message, "content_type", ct)
+        put(message, "created_at", created)
+        found.append(message)
+    return found

@@ -40,8 +40,8 @@ class Listener:
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if self._shards is not None:
-            try:
-                self._shards.add(int(payload))
+            try:  # a writer's shard, or a log-woken relay's coalesced "3,7,12"
+                self._shards.update(int(shard) for shard in payload.split(","))
             except ValueError:
                 self._shards = None  # not ours: wake every shard
         self._event.set()

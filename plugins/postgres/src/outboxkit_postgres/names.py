@@ -50,6 +50,16 @@ class OutboxNames:
         """The LISTEN/NOTIFY channel of this outbox."""
         return f"outboxkit_{self.schema}_{self.table}"[:63]
 
+    @property
+    def wal_prefix(self) -> str:
+        """The prefix of this outbox's logical decoding messages (WAL-only mode)."""
+        return f"outboxkit:{self.schema}.{self.table}"
+
+    @property
+    def slot(self) -> str:
+        """The default replication slot (and publication) name of this outbox."""
+        return f"outboxkit_{self.schema}_{self.table}"[:63]
+
     def render(self, sql: str, **extra: str) -> str:
         """Replace ``{{schema}}``, ``{{table}}[suffix]``, ``{{channel}}`` and ``extra`` tokens.
 

@@ -43,6 +43,32 @@ class PostgresSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_payload_bytes: Annotated[
         int, msgspec.Meta(ge=1, description="largest payload the writer accepts")
     ] = DEFAULT_MAX_PAYLOAD_BYTES
+    mode: Annotated[
+        Literal["table", "wal"],
+        msgspec.Meta(
+            description="table: messages are rows of the outbox table; wal: writers emit "
+            "logical decoding messages (PostgresWalOutbox) and one relay reads them from a "
+            "replication slot (docs/log-tailing.md)"
+        ),
+    ] = "table"
+    wake_from_log: Annotated[
+        bool,
+        msgspec.Meta(
+            description="table mode: learn which shards got rows from a replication slot "
+            "on the table's inserts (writers then need no NOTIFY: notify=False)"
+        ),
+    ] = False
+    slot: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="replication slot and publication name "
+            "(default: outboxkit_<schema>_<table>)"
+        ),
+    ] = None
+    slot_lag_warning_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="status warns when the slot holds back more WAL"),
+    ] = 1 << 30
 
     ssl_mode: Annotated[
         SslMode | None,

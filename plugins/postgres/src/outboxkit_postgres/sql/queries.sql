@@ -295,3 +295,71 @@ SELECT CASE WHEN pending.n <= 10000 THEN pending.n
             WHERE o.shard = l.shard ORDER BY o.seq LIMIT 1
         ) AS first) AS oldest
 FROM pending, dead
+
+-- name: slot_acquire
+-- Take the slot's lease if free or expired (a new token), or extend our own.
+INSERT INTO {{schema}}.{{table}}_slot_lease AS l (slot, owner, token, expires_at)
+VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+ON CONFLICT (slot) DO UPDATE SET
+    owner = EXCLUDED.owner,
+    expires_at = EXCLUDED.expires_at,
+    token = CASE WHEN l.owner = EXCLUDED.owner AND l.expires_at > now() THEN l.token
+                 ELSE l.token + 1 END
+WHERE l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.expires_at <= now()
+RETURNING token
+
+-- name: slot_renew
+UPDATE {{schema}}.{{table}}_slot_lease
+SET expires_at = now() + make_interval(secs => $4), pending_since = $5
+WHERE slot = $1 AND owner = $2 AND token = $3 AND expires_at > now()
+RETURNING token
+
+-- name: slot_release
+UPDATE {{schema}}.{{table}}_slot_lease SET owner = NULL, expires_at = NULL, pending_since = NULL
+WHERE slot = $1 AND owner = $2 AND token = $3
+
+-- name: slot_fence
+SELECT 1 FROM {{schema}}.{{table}}_slot_lease
+WHERE slot = $1 AND owner = $2 AND token = $3 AND expires_at > now()
+FOR UPDATE
+
+-- name: slot_status
+SELECT owner, extract(epoch FROM expires_at - now())::float8 AS expires_in,
+       extract(epoch FROM now() - pending_since)::float8 AS pending_age
+FROM {{schema}}.{{table}}_slot_lease WHERE slot = $1
+
+-- name: wal_dead_letter
+-- Dead letters of the WAL-only relay (fenced by the slot lease): each takes the next value
+-- of the outbox sequence, so the messages parked after it in the table come after it.
+WITH held AS (
+    SELECT 1 FROM {{schema}}.{{table}}_slot_lease
+    WHERE slot = $1 AND owner = $2 AND token = $3 AND expires_at > now()
+    FOR UPDATE
+), rows AS (
+    SELECT r.*, nextval(pg_get_serial_sequence('{{schema}}.{{table}}', 'seq')) AS seq
+    FROM (SELECT * FROM unnest($4::uuid[], $5::integer[], $6::text[], $7::text[], $8::text[],
+                               $9::text[], $10::text[], $11::text[], $12::bytea[], $13::text[],
+                               $14::timestamptz[], $15::integer[])
+              WITH ORDINALITY AS u(id, shard, aggregate_type, aggregate_id, event_type, topic,
+                                   key, headers, payload, content_type, created_at, attempts, i)
+          ORDER BY i) AS r
+    WHERE EXISTS (SELECT 1 FROM held)
+), dead AS (
+    INSERT INTO {{schema}}.{{table}}_dead (
+        id, shard, seq, aggregate_type, aggregate_id, event_type, topic, key, headers, payload,
+        content_type, created_at, attempts, error)
+    SELECT id, shard, seq, aggregate_type, aggregate_id, event_type, topic, key,
+           headers::jsonb, payload, content_type, created_at, attempts, $16
+    FROM rows
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM dead) AS changed
+
+-- name: wal_table_aggregates
+-- Aggregates whose messages wait in the table (parked or replayed): the WAL-only relay
+-- parks their later messages behind them. With on_dead_letter=block also those with a
+-- dead letter ($1).
+SELECT DISTINCT aggregate_id FROM {{schema}}.{{table}}
+UNION
+SELECT DISTINCT aggregate_id FROM {{schema}}.{{table}}_dead WHERE $1

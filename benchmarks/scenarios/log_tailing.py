@@ -1,0 +1,163 @@
+"""Scenario 6: log tailing for PostgreSQL (``--pg-mode wal``, ``--pg-wake-from-log``).
+
+Write path: rounds alternate, as in scenario 2, between the business ``INSERT`` alone, with
+``PostgresOutbox.add`` (table + NOTIFY, today's default), with ``add(notify=False)`` (what a
+writer of the table store woken by the log pays), with ``PostgresWalOutbox.add`` (one
+transactional logical decoding message, WAL-only) and with the floor (a plain second 1 KiB
+``INSERT``). Bar: WAL-only <= 1.2 x the INSERT alone. No slot is read during these rounds.
+
+Throughput: the same backlog sent once by the raw Kafka producer and once by the WAL-only
+relay (one slot reader) from messages emitted beforehand, one per transaction; messages /
+seconds until the broker acknowledged the last one (bar >= 0.8 x raw). With ``--profile``
+the WAL relay's run is profiled.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import asyncpg
+import msgspec
+from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox, PostgresWalStore
+
+from benchmarks.scenarios.throughput import baseline_rate, verify
+from benchmarks.scenarios.write_path import (
+    FLOOR,
+    Statements,
+    Variant,
+    cost,
+    create_order_tables,
+    write_round,
+)
+from benchmarks.support.context import Context
+from benchmarks.support.pg_backlog import PgBacklog
+from benchmarks.support.profiling import profiled
+from benchmarks.support.progress import progress, say
+from benchmarks.support.relay_in_process import relay_until
+from benchmarks.support.run_results import Bar, Measure
+from benchmarks.support.workload import make_messages
+from outboxkit.relay.settings import RelaySettings
+
+__all__ = ["run"]
+
+SCENARIO = "6 log tailing"
+WRITE_BAR = Bar(op="<=", limit=1.2, text="alone / with WAL-only outbox <= 1.2")
+THROUGHPUT_BAR = Bar(op=">=", limit=0.8, text="WAL-only pg -> kafka >= 0.8 x raw")
+WAL = "with WAL-only outbox"
+
+
+async def write_path(ctx: Context) -> None:
+    size = ctx.size
+    async with ctx.backlog("pg", "wal_write") as backlog:
+        assert isinstance(backlog, PgBacklog)
+        schema = backlog.settings.schema
+        await backlog.pool.execute(
+            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
+            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await create_order_tables(backlog)
+        st = Statements(schema)
+        no_notify = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
+        wal = PostgresWalOutbox(schema=schema, table=backlog.settings.table)
+        variants = {
+            "alone": Variant(st.insert),
+            "with outbox (table + NOTIFY)": Variant(st.insert, backlog.outbox.add),
+            "with outbox, no NOTIFY (woken by log)": Variant(st.insert, no_notify.add),
+            WAL: Variant(st.insert, wal.add),
+            FLOOR: Variant(st.insert, st.plain),
+        }
+        conns = [await asyncpg.connect(ctx.servers.postgres) for _ in range(size.writers)]
+        totals = dict.fromkeys(variants, 0)
+        try:
+            for _ in range(size.write_rounds):
+                for label, variant in variants.items():
+                    label_ = f"{SCENARIO}: {label}"
+                    totals[label] += await write_round(conns, size.write_seconds, label_, variant)
+        finally:
+            for conn in conns:
+                await conn.close()
+    seconds = size.write_rounds * size.write_seconds
+    rates = {label: total / seconds for label, total in totals.items()}
+    alone = rates["alone"]
+    say(f"{SCENARIO}: " + ", ".join(f"{v:,.0f} tx/s {k}" for k, v in rates.items()))
+    w = size.writers
+    for label, rate in rates.items():
+        if label == "alone":
+            continue
+        measure = cost(
+            f"insert + {label.removeprefix('with ')}, {w} writers",
+            rate,
+            (alone, "insert alone"),
+            bar=WRITE_BAR if label == WAL else None,
+            rounds=size.write_rounds,
+            seconds_per_round=size.write_seconds,
+            floor_tx_per_s=rates[FLOOR],
+        )
+        ctx.results.measures.append(msgspec.structs.replace(measure, scenario=SCENARIO))
+
+
+async def throughput(ctx: Context) -> None:
+    size = ctx.size
+    broker = ctx.broker("kafka")
+    messages = make_messages("raw", size.messages, size.aggregates, size.payload_bytes)
+    raw = await baseline_rate(ctx, broker, messages, " (log tailing)")
+    step = "WAL-only pg -> kafka" + (" (profiled)" if ctx.profile else "")
+    async with (
+        broker.destination("wal_kafka") as topic,
+        ctx.backlog("pg", "wal_tp") as backlog,
+    ):
+        assert isinstance(backlog, PgBacklog)
+        settings = msgspec.structs.replace(backlog.settings, mode="wal")
+        store = PostgresWalStore(settings)
+        await store.migrate()
+        try:
+            batch = make_messages(topic, size.messages, size.aggregates, size.payload_bytes)
+            wal = PostgresWalOutbox(schema=settings.schema, table=settings.table)
+            async with (
+                progress(f"{SCENARIO} {step}: emitting", len(batch)) as tracker,
+                backlog.pool.acquire() as conn,
+            ):
+                for message in batch:
+                    async with conn.transaction():
+                        await wal.add(conn, message)
+                    tracker.add()
+            relay_settings = RelaySettings(batch_size=size.batch_size, drain_timeout=5.0)
+            profiler = (
+                profiled(ctx.out, "profile_pg_wal_kafka", ctx.results.profile)
+                if ctx.profile
+                else nullcontext()
+            )
+            async with progress(f"{SCENARIO} {step}: relay", len(batch)) as tracker, profiler:
+                seconds, _ = await relay_until(
+                    PostgresWalStore(settings),
+                    broker.publisher(topic),
+                    len(batch),
+                    tracker,
+                    relay_settings,
+                )
+            await verify(ctx, broker, topic, batch, f"{SCENARIO} {step}")
+        finally:
+            await store.drop_slot()
+            await store.close()
+    rate = len(batch) / seconds
+    say(f"{SCENARIO} WAL-only pg -> kafka: {rate:,.0f} msg/s, raw {raw:,.0f} msg/s")
+    ctx.results.measures.append(
+        Measure(
+            scenario=SCENARIO,
+            step="WAL-only pg -> kafka",
+            value=rate,
+            unit="msg/s",
+            baseline=raw,
+            baseline_label="raw kafka client",
+            ratio=rate / raw,
+            ratio_label="x raw",
+            bar=THROUGHPUT_BAR,
+            details={"messages": len(batch), "slot_readers": 1},
+        )
+    )
+
+
+async def run(ctx: Context) -> None:
+    await write_path(ctx)
+    await throughput(ctx)
