@@ -43,10 +43,8 @@ class RelayProcess(ChildProcess):
         publisher: str,
         cwd: Path = REPO,
         log_level: str | None = "info",
-        launcher: list[str] | None = None,
     ) -> None:
-        launcher = launcher or [sys.executable, "-m", "outboxkit.cli"]
-        argv = [*launcher, "relay", "--store", store]
+        argv = [sys.executable, "-m", "outboxkit.cli", "relay", "--store", store]
         argv += ["--publisher", publisher, "--instance-id", name]
         if log_level is not None:
             argv += ["--log-level", log_level]

@@ -6,13 +6,12 @@ those of the table store's end-to-end tests (``test_pg_kafka.py``): commit publi
 rollback nothing, per-aggregate order under concurrent writers, a killed holder, a paused
 holder (fencing), Kafka unavailable, and the slot's confirmed position never passing a
 message the broker has not acknowledged. The shared Kafka is never paused: relays that need an
-outage reach it through a TCP proxy of the test (``StallingProxy``).
+outage reach it through a TCP proxy of the test (``tests.support.proxy.KafkaProxy``).
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -28,18 +27,16 @@ from tests.e2e.checks import Verdict, eventually, slot_tenures, verdict
 from tests.e2e.pg_writers import CommitLog, Writers
 from tests.e2e.readers import TopicReader
 from tests.e2e.relays import RelayProcess, outboxkit_env
-from tests.support import REPO
 from tests.support.kafka import topics
-from tests.support.observability import StallingProxy
 from tests.support.postgres import pg_connection, wal_outbox
 from tests.support.private_postgres import PrivatePostgres
+from tests.support.proxy import KafkaProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 LEASE_TTL = 2.0
 READ_AHEAD = 20 * 100
 """Messages a holder reads ahead of the broker (20 x batch size): the duplicates bound."""
-VIA_PROXY = [sys.executable, str(REPO / "tests" / "observability" / "kafka_via_proxy.py")]
 
 
 class WalWriters(Writers):
@@ -76,7 +73,7 @@ class WalRig:
         self.relays: list[RelayProcess] = []
         self.reader = TopicReader(bootstrap, topic)
         self.writers: WalWriters
-        self.proxy: StallingProxy | None = None
+        self.proxy: KafkaProxy | None = None
 
     def start_relay(self, name: str, *, via_proxy: bool = False) -> RelayProcess:
         env = outboxkit_env(
@@ -93,16 +90,11 @@ class WalRig:
             backoff_max="1.0",
             max_attempts="1000",
         )
-        launcher = None
         if via_proxy:
-            host, _, port = self.bootstrap.split(",")[0].rpartition(":")
             if self.proxy is None:
-                self.proxy = StallingProxy((host, int(port)))
-            env["OKT_KAFKA_REDIRECT"] = f"{host}:{port}=127.0.0.1:{self.proxy.port}"
-            launcher = VIA_PROXY
-        relay = RelayProcess(
-            name, env, self.tmp, store="pg", publisher="kafka", launcher=launcher
-        ).start()
+                self.proxy = KafkaProxy(self.bootstrap.split(",")[0]).start()
+            env["OUTBOXKIT_KAFKA_BOOTSTRAP_SERVERS"] = self.proxy.address
+        relay = RelayProcess(name, env, self.tmp, store="pg", publisher="kafka").start()
         self.relays.append(relay)
         return relay
 
@@ -315,7 +307,7 @@ async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker
     async with anyio.create_task_group() as tg:
         tg.start_soon(write)
         await eventually(lambda: len(rig.reader.ids) >= 200, 30, "200 read", 0.02)
-        rig.proxy.stall()
+        rig.proxy.set("silent")
         try:
             for _ in range(10):
                 await anyio.sleep(1)
@@ -326,7 +318,7 @@ async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker
                 missing = [i for i in passed if i not in at_broker]
                 assert not missing, f"slot confirmed past {len(missing)} unacknowledged messages"
         finally:
-            rig.proxy.resume()
+            rig.proxy.set("forwarding")
         await anyio.sleep(1)
         stop.set()
     result = await rig.delivered(timeout=90)
