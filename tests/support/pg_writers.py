@@ -2,6 +2,8 @@
 
 Each driver's harness writes the way that driver's users do (``async with session.begin()``,
 ``with transaction.atomic()``, ...); the outbox and the audit log are read back with asyncpg.
+:func:`on_wal` turns a driver's harness into one of the WAL-only writer of its kind, which
+reads back what the outbox's replication slot holds.
 The sync drivers run each business transaction in a worker thread, so that concurrent writes
 really are concurrent.
 """
@@ -22,11 +24,18 @@ from uuid import UUID
 
 import anyio
 import asyncpg
-from outboxkit_postgres import PostgresOutbox, SyncPostgresOutbox
-from outboxkit_postgres.codec import envelope_from_row
+from outboxkit_postgres import (
+    PostgresOutbox,
+    PostgresWalOutbox,
+    SyncPostgresOutbox,
+    SyncPostgresWalOutbox,
+)
+from outboxkit_postgres.codec import decode_wal_messages, envelope_from_row
+from outboxkit_postgres.pgoutput import LogicalMessage
 
 from outboxkit.message import Message
 from outboxkit.testing import BusinessFailure, Outcome
+from tests.support.postgres import slot_changes
 
 __all__ = [
     "ASYNC_HARNESSES",
@@ -38,6 +47,7 @@ __all__ = [
     "PsycopgHarness",
     "SqlalchemyAsyncHarness",
     "SqlalchemyHarness",
+    "on_wal",
     "setup_django",
 ]
 
@@ -49,6 +59,9 @@ def _audit_sql(schema: str, messages: Sequence[Message]) -> str:
 
 class PgHarness:
     """Reading back, common to the drivers: outbox rows in sequence order, the audit log."""
+
+    slot: str | None = None
+    """The replication slot of a WAL-only outbox, read by :meth:`written` (see :func:`on_wal`)."""
 
     def __init__(self, dsn: str, schema: str) -> None:
         self.dsn = dsn
@@ -66,6 +79,11 @@ class PgHarness:
         """Release what the harness opened."""
 
     async def written(self) -> list[Message]:
+        if self.slot is not None:
+            changes = await slot_changes(self.dsn, self.slot)
+            prefix = f"outboxkit:{self.schema}.outbox"  # the database's other emitters too
+            emitted = [c for c in changes if isinstance(c, LogicalMessage) and c.prefix == prefix]
+            return [m for c in emitted for m in decode_wal_messages(c.content)]
         conn = await asyncpg.connect(self.dsn)
         try:
             rows = await conn.fetch(
@@ -91,7 +109,7 @@ class AsyncHarness(PgHarness):
     """An async driver: ``connect`` yields a handle; ``transaction`` and ``rolled_back`` are
     its commit-on-success block and a block that rolls back explicitly."""
 
-    outbox: PostgresOutbox
+    outbox: PostgresOutbox | PostgresWalOutbox
 
     def connect(self) -> AbstractAsyncContextManager[Any]:
         raise NotImplementedError
@@ -136,7 +154,7 @@ class AsyncHarness(PgHarness):
 class SyncHarness(PgHarness):
     """A sync driver: as :class:`AsyncHarness`, each write run in a worker thread."""
 
-    outbox: SyncPostgresOutbox
+    outbox: SyncPostgresOutbox | SyncPostgresWalOutbox
 
     def connect(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -429,6 +447,22 @@ SYNC_HARNESSES: dict[str, Factory] = {
     "django-default": DjangoHarness,
     "django-named": lambda d, s: DjangoHarness(d, s, "orders"),
 }
+
+
+def on_wal(factory: Factory) -> Factory:
+    """``factory``'s harness writing with the WAL-only writer of its kind (async or sync) to
+    the outbox of ``tests.support.postgres.wal_outbox``, reading back its slot."""
+
+    def make(dsn: str, schema: str) -> PgHarness:
+        harness = factory(dsn, schema)
+        if isinstance(harness, AsyncHarness):
+            harness.outbox = PostgresWalOutbox(schema=schema)
+        elif isinstance(harness, SyncHarness):
+            harness.outbox = SyncPostgresWalOutbox(schema=schema)
+        harness.slot = f"outboxkit_{schema}_outbox"
+        return harness
+
+    return make
 
 
 async def opened(factory: Factory, dsn: str, schema: str) -> PgHarness:

@@ -9,11 +9,19 @@ from typing import Any
 import anyio
 import asyncpg
 from outboxkit_postgres import PostgresSettings, PostgresStore
+from outboxkit_postgres.pgoutput import decode
 from outboxkit_postgres.wal_store import PostgresWalStore, create_store
 
 from outboxkit.testing import unique_name
 
-__all__ = ["execute", "outbox_schema", "pg_connection", "scratch_schema", "wal_outbox"]
+__all__ = [
+    "execute",
+    "outbox_schema",
+    "pg_connection",
+    "scratch_schema",
+    "slot_changes",
+    "wal_outbox",
+]
 
 
 @asynccontextmanager
@@ -31,6 +39,18 @@ async def execute(dsn: str, *statements: str) -> None:
     async with pg_connection(dsn) as conn:
         for statement in statements:
             await conn.execute(statement)
+
+
+async def slot_changes(dsn: str, slot: str) -> list[object]:
+    """What the slot (and its publication, of the same name) holds now, decoded; peeked, so
+    the slot does not move."""
+    async with pg_connection(dsn) as conn:
+        rows = await conn.fetch(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1::name, NULL, NULL, "
+            "'proto_version', '1', 'publication_names', $1::text, 'messages', 'true')",
+            slot,
+        )
+    return [decode(bytes(row["data"])) for row in rows]
 
 
 @asynccontextmanager

@@ -14,27 +14,16 @@ import pytest
 from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresWalOutbox
 from outboxkit_postgres.codec import decode_wal_messages
 from outboxkit_postgres.log_wake import MAX_PAYLOAD, wake_payloads
-from outboxkit_postgres.pgoutput import Begin, Commit, Insert, LogicalMessage, Relation, decode
+from outboxkit_postgres.pgoutput import Begin, Commit, Insert, LogicalMessage, Relation
 from outboxkit_postgres.wal_store import PostgresWalStore, create_store
 
 from outboxkit.errors import ConfigurationError, InvalidMessageError, TransactionRequiredError
 from outboxkit.testing import make_message
-from tests.support.postgres import pg_connection, wal_outbox
+from tests.support.postgres import pg_connection, slot_changes, wal_outbox
 
 pytestmark = pytest.mark.anyio
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-async def _changes(dsn: str, slot: str) -> list[object]:
-    """What the slot holds now, decoded (peeked: the slot does not move)."""
-    async with pg_connection(dsn) as conn:
-        rows = await conn.fetch(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1::name, NULL, NULL, "
-            "'proto_version', '1', 'publication_names', $1::text, 'messages', 'true')",
-            slot,
-        )
-    return [decode(bytes(row["data"])) for row in rows]
 
 
 async def test_wal_writer_emits_one_message_per_commit_and_nothing_on_rollback(
@@ -50,7 +39,7 @@ async def test_wal_writer_emits_one_message_per_commit_and_nothing_on_rollback(
             await tx.start()
             await outbox.add(conn, make_message("b"))
             await tx.rollback()
-        records = await _changes(postgres_url, f"outboxkit_{schema}_outbox")
+        records = await slot_changes(postgres_url, f"outboxkit_{schema}_outbox")
 
     messages = [r for r in records if isinstance(r, LogicalMessage)]
     assert [type(r) for r in records] == [Begin, LogicalMessage, Commit]
@@ -79,7 +68,7 @@ async def test_log_woken_slot_carries_the_shard_of_each_insert(postgres_url: str
             async with conn.transaction():
                 await outbox.add_many(conn, messages)
             expected = {r["shard"] for r in await conn.fetch(f"SELECT shard FROM {schema}.outbox")}
-        records = await _changes(postgres_url, f"outboxkit_{schema}_outbox")
+        records = await slot_changes(postgres_url, f"outboxkit_{schema}_outbox")
 
     (relation,) = [r for r in records if isinstance(r, Relation)]
     column = relation.columns.index("shard")

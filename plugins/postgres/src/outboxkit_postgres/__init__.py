@@ -7,7 +7,7 @@ from outboxkit_postgres.inbox_admin import PostgresInboxAdmin, PostgresInboxSett
 from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.store import PostgresStore
 from outboxkit_postgres.wal_store import PostgresWalStore
-from outboxkit_postgres.wal_writer import PostgresWalOutbox
+from outboxkit_postgres.wal_writer import PostgresWalOutbox, SyncPostgresWalOutbox
 from outboxkit_postgres.writer import PostgresOutbox, SyncPostgresOutbox, UnsupportedConnectionError
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "PostgresWalStore",
     "SyncPostgresInbox",
     "SyncPostgresOutbox",
+    "SyncPostgresWalOutbox",
     "UnsupportedConnectionError",
 ]

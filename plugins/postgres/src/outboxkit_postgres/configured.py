@@ -3,7 +3,8 @@
 A writer reads the ``pg`` settings the way ``outboxkit relay --store pg`` does, less the flags:
 ``OUTBOXKIT_PG_*`` environment variables, then the ``[pg]`` table of the configuration file
 (``OUTBOXKIT_CONFIG``, else ``./outboxkit.toml``), then the defaults. Only the settings that
-concern a writer are kept: schema, table, notify and max_payload_bytes.
+concern a writer are kept: schema, table, notify, max_payload_bytes and mode (which writer
+class the outbox needs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from outboxkit_postgres.settings import PostgresSettings
 
 __all__ = ["WRITER_SETTINGS", "WriterConfig", "default_values", "writer_config"]
 
-WRITER_SETTINGS = ("schema", "table", "notify", "max_payload_bytes")
+WRITER_SETTINGS = ("schema", "table", "notify", "max_payload_bytes", "mode")
 """The ``pg`` settings a writer shares with the relay."""
 
 

@@ -61,6 +61,24 @@ def _validate(message: Message) -> None:
         raise InvalidMessageError(f"message {message.id}: created_at must be timezone-aware")
 
 
+def _in_styles(
+    text: Callable[[Style], tuple[str, tuple[int, ...] | None]], args: tuple[Any, ...]
+) -> Statement:
+    """The statement ``text(style)`` (its SQL and the order of its ``$n`` arguments) with
+    ``args``."""
+
+    def in_style(style: Style) -> tuple[str, tuple[Any, ...]]:
+        sql, order = text(style)
+        return sql, args if order is None else tuple(args[i] for i in order)
+
+    return in_style
+
+
+def sqlstate(cause: BaseException) -> str | None:
+    """The SQLSTATE of a driver's error (asyncpg, psycopg: ``sqlstate``; psycopg2: ``pgcode``)."""
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a writer resolved at its first add: names, options and the statements."""
@@ -83,18 +101,13 @@ class _Plan:
     def statement(self, messages: Sequence[Message]) -> Statement:
         args = writer_arguments(messages, self.notify)
         one = len(messages) == 1
-
-        def in_style(style: Style) -> tuple[str, tuple[Any, ...]]:
-            sql, order = self.statements[(one, style)]
-            return sql, args if order is None else tuple(args[i] for i in order)
-
-        return in_style
+        return _in_styles(lambda style: self.statements[(one, style)], args)
 
     def database_error(self, exc: BaseException) -> OutboxError | None:
         """The outboxkit error of a driver's error (SQLSTATE found through the wrappers of
         SQLAlchemy and Django), or None if it is none of the writer's known failures."""
         for cause in error_chain(exc):
-            state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+            state = sqlstate(cause)
             if state in _SCHEMA_MISSING:
                 where = "; ".join(
                     f"{name} from {source}"
@@ -115,6 +128,10 @@ class _Writer:
 
     _name: ClassVar[str]
     _other: ClassVar[str]
+    """The writer of the same mode for the other kind of code (async/sync)."""
+    _mode: ClassVar[str] = "table"
+    _of_other_mode: ClassVar[str]
+    """The writer of the other mode for the same kind of code."""
 
     def __init__(
         self,
@@ -163,6 +180,13 @@ class _Writer:
                     f"drop {name}= to take the configured value, or make them equal "
                     "(read_config=False ignores the configuration)"
                 )
+        mode_source = config.sources.get("mode")
+        if mode_source is not None and config.values["mode"] != self._mode:
+            raise ConfigurationError(
+                f"{self._name} writes to an outbox of mode {self._mode}, but {mode_source} = "
+                f"{config.values['mode']!r}, which the relay reads too: use "
+                f"{self._of_other_mode} (or set the mode to {self._mode!r})"
+            )
         values = {**config.values, **self._explicit}
         return _Plan(
             names=OutboxNames(values["schema"], values["table"]),
@@ -184,7 +208,41 @@ class _Writer:
             return None
         if not found.in_transaction:
             raise transaction_required(f"{self._name}.add", f"call it inside {found.how}")
-        return plan, plan.statement(messages), found
+        return plan, self._statement(plan, messages), found
+
+    def _statement(self, plan: _Plan, messages: Sequence[Message]) -> Statement:
+        """The one statement that writes ``messages``."""
+        return plan.statement(messages)
+
+    def _error(self, plan: _Plan, exc: BaseException) -> OutboxError | None:
+        """The outboxkit error of a driver's error, or None to let it through."""
+        return plan.database_error(exc)
+
+    async def _add_async(self, conn: Any, messages: Sequence[Message]) -> None:
+        prepared = self._prepare(messages, lambda: async_target(conn, self._name, self._other))
+        if prepared is None:
+            return
+        plan, statement, target = prepared
+        try:
+            await target.run(statement)  # type: ignore[misc]
+        except Exception as exc:
+            error = self._error(plan, exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _add_sync(self, conn: Any, messages: Sequence[Message]) -> None:
+        prepared = self._prepare(messages, lambda: sync_target(conn, self._name, self._other))
+        if prepared is None:
+            return
+        plan, statement, target = prepared
+        try:
+            target.run(statement)
+        except Exception as exc:
+            error = self._error(plan, exc)
+            if error is None:
+                raise
+            raise error from None
 
     @property
     def names(self) -> OutboxNames:
@@ -212,7 +270,8 @@ class PostgresOutbox(_Writer):
     the first add, where the relay reads them: ``OUTBOXKIT_PG_*`` environment variables, then
     the ``[pg]`` table of ``outboxkit.toml`` (or ``OUTBOXKIT_CONFIG``), then the defaults
     (``public``, ``outbox``, notify on, 1 MiB). An option given here that disagrees with a
-    configured one is a :class:`~outboxkit.errors.ConfigurationError` at the first add;
+    configured one is a :class:`~outboxkit.errors.ConfigurationError` at the first add, and
+    so is a configured ``mode = "wal"`` (use :class:`~outboxkit_postgres.PostgresWalOutbox`);
     ``read_config=False`` ignores the configuration.
 
     Writers of one aggregate are serialised by a transaction-scoped advisory lock on the
@@ -221,6 +280,7 @@ class PostgresOutbox(_Writer):
 
     _name = "PostgresOutbox"
     _other = "SyncPostgresOutbox"
+    _of_other_mode = "PostgresWalOutbox"
 
     async def add(self, conn: Any, message: Message) -> None:
         """Add one message; it becomes visible to the relay iff the transaction commits."""
@@ -234,17 +294,7 @@ class PostgresOutbox(_Writer):
         :class:`~outboxkit.errors.SchemaMissingError` (outbox not migrated) or
         :class:`UnsupportedConnectionError` (``conn`` is none of the accepted kinds).
         """
-        prepared = self._prepare(messages, lambda: async_target(conn, self._name, self._other))
-        if prepared is None:
-            return
-        plan, statement, target = prepared
-        try:
-            await target.run(statement)  # type: ignore[misc]
-        except Exception as exc:
-            error = plan.database_error(exc)
-            if error is None:
-                raise
-            raise error from None
+        await self._add_async(conn, messages)
 
 
 class SyncPostgresOutbox(_Writer):
@@ -268,6 +318,7 @@ class SyncPostgresOutbox(_Writer):
 
     _name = "SyncPostgresOutbox"
     _other = "PostgresOutbox"
+    _of_other_mode = "SyncPostgresWalOutbox"
 
     def add(self, conn: Any, message: Message) -> None:
         """Add one message; it becomes visible to the relay iff the transaction commits."""
@@ -278,14 +329,4 @@ class SyncPostgresOutbox(_Writer):
 
         Raises the errors :meth:`PostgresOutbox.add_many` lists.
         """
-        prepared = self._prepare(messages, lambda: sync_target(conn, self._name, self._other))
-        if prepared is None:
-            return
-        plan, statement, target = prepared
-        try:
-            target.run(statement)
-        except Exception as exc:
-            error = plan.database_error(exc)
-            if error is None:
-                raise
-            raise error from None
+        self._add_sync(conn, messages)
