@@ -25,8 +25,8 @@ from benchmarks.scenarios.write_path import (
     FLOOR,
     Statements,
     Variant,
+    business_backlog,
     cost,
-    create_order_tables,
     write_round,
 )
 from benchmarks.support.context import Context
@@ -48,15 +48,8 @@ WAL = "with WAL-only outbox"
 
 async def write_path(ctx: Context) -> None:
     size = ctx.size
-    async with ctx.backlog("pg", "wal_write") as backlog:
-        assert isinstance(backlog, PgBacklog)
+    async with business_backlog(ctx, "wal_write") as backlog:
         schema = backlog.settings.schema
-        await backlog.pool.execute(
-            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
-            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
-            "created_at timestamptz NOT NULL DEFAULT now())"
-        )
-        await create_order_tables(backlog)
         st = Statements(schema)
         no_notify = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
         wal = PostgresWalOutbox(schema=schema, table=backlog.settings.table)
