@@ -1,4 +1,4 @@
-"""Scenario 6: log tailing for PostgreSQL (``--pg-mode wal``, ``--pg-wake-from-log``).
+"""Scenario 9: log tailing for PostgreSQL (``--pg-mode wal``, ``--pg-wake-from-log``).
 
 Write path: rounds alternate, as in scenario 2, between the business ``INSERT`` alone, with
 ``PostgresOutbox.add`` (table + NOTIFY, today's default), with ``add(notify=False)`` (what a
@@ -40,7 +40,7 @@ from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["run"]
 
-SCENARIO = "6 log tailing"
+SCENARIO = "9 log tailing"
 WRITE_BAR = Bar(op="<=", limit=1.2, text="alone / with WAL-only outbox <= 1.2")
 THROUGHPUT_BAR = Bar(op=">=", limit=0.8, text="WAL-only pg -> kafka >= 0.8 x raw")
 WAL = "with WAL-only outbox"
