@@ -218,23 +218,7 @@ def _assert_clean(result: Verdict, rig: Rig, max_duplicates: int = 0, killed: in
 @pytest.mark.timeout(60)
 async def test_commit_publishes_once_rollback_and_exception_publish_nothing(rig: Rig) -> None:
     rig.start_relay("relay-a")
-    writers = rig.writers
-    pool = writers.pool
-    doomed = []
-
-    committed = await writers.commit("order-1", 3)
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        doomed += [writers.message("order-2", n) for n in range(2)]
-        await writers.outbox.add_many(conn, doomed[-2:])
-        await tx.rollback()
-    with pytest.raises(RuntimeError, match="business rule"):
-        async with pool.acquire() as conn, conn.transaction():
-            doomed += [writers.message("order-1", 9)]
-            await writers.outbox.add(conn, doomed[-1])
-            raise RuntimeError("business rule violated")
-    committed += await writers.commit("order-3", 1)
+    committed, doomed = await rig.writers.commit_roll_back_and_raise()
 
     result = await rig.delivered(timeout=30, settle=3)
 
