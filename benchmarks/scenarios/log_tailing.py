@@ -94,7 +94,7 @@ async def throughput(ctx: Context) -> None:
     size = ctx.size
     broker = ctx.broker("kafka")
     messages = make_messages("raw", size.messages, size.aggregates, size.payload_bytes)
-    raw = await baseline_rate(ctx, broker, messages, " (log tailing)")
+    raw, _, _ = await baseline_rate(ctx, broker, messages, " (log tailing)")
     step = "WAL-only pg -> kafka" + (" (profiled)" if ctx.profile else "")
     async with (
         broker.destination("wal_kafka") as topic,
