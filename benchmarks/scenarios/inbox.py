@@ -1,4 +1,4 @@
-"""Scenario 7: a Kafka consumer's throughput with the Postgres inbox against the same
+"""Scenario 8: a Kafka consumer's throughput with the Postgres inbox against the same
 consumer without it.
 
 A topic is filled once with ``size.messages`` outboxkit records (1 KiB JSON payloads over

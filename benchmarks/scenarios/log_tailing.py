@@ -1,4 +1,4 @@
-"""Scenario 6: log tailing for PostgreSQL (``--pg-mode wal``, ``--pg-wake-from-log``).
+"""Scenario 9: log tailing for PostgreSQL (``--pg-mode wal``, ``--pg-wake-from-log``).
 
 Write path: rounds alternate, as in scenario 2, between the business ``INSERT`` alone, with
 ``PostgresOutbox.add`` (table + NOTIFY, today's default), with ``add(notify=False)`` (what a
@@ -25,8 +25,8 @@ from benchmarks.scenarios.write_path import (
     FLOOR,
     Statements,
     Variant,
+    business_backlog,
     cost,
-    create_order_tables,
     write_round,
 )
 from benchmarks.support.context import Context
@@ -40,7 +40,7 @@ from outboxkit.relay.settings import RelaySettings
 
 __all__ = ["run"]
 
-SCENARIO = "6 log tailing"
+SCENARIO = "9 log tailing"
 WRITE_BAR = Bar(op="<=", limit=1.2, text="alone / with WAL-only outbox <= 1.2")
 THROUGHPUT_BAR = Bar(op=">=", limit=0.8, text="WAL-only pg -> kafka >= 0.8 x raw")
 WAL = "with WAL-only outbox"
@@ -48,15 +48,8 @@ WAL = "with WAL-only outbox"
 
 async def write_path(ctx: Context) -> None:
     size = ctx.size
-    async with ctx.backlog("pg", "wal_write") as backlog:
-        assert isinstance(backlog, PgBacklog)
+    async with business_backlog(ctx, "wal_write") as backlog:
         schema = backlog.settings.schema
-        await backlog.pool.execute(
-            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
-            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
-            "created_at timestamptz NOT NULL DEFAULT now())"
-        )
-        await create_order_tables(backlog)
         st = Statements(schema)
         no_notify = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
         wal = PostgresWalOutbox(schema=schema, table=backlog.settings.table)
@@ -101,7 +94,7 @@ async def throughput(ctx: Context) -> None:
     size = ctx.size
     broker = ctx.broker("kafka")
     messages = make_messages("raw", size.messages, size.aggregates, size.payload_bytes)
-    raw = await baseline_rate(ctx, broker, messages, " (log tailing)")
+    raw, _, _ = await baseline_rate(ctx, broker, messages, " (log tailing)")
     step = "WAL-only pg -> kafka" + (" (profiled)" if ctx.profile else "")
     async with (
         broker.destination("wal_kafka") as topic,

@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,15 +141,8 @@ async def write_round(
 
 async def run(ctx: Context) -> None:
     size = ctx.size
-    async with ctx.backlog("pg", "write") as backlog:
-        assert isinstance(backlog, PgBacklog)
+    async with business_backlog(ctx, "write") as backlog:
         schema = backlog.settings.schema
-        await backlog.pool.execute(
-            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
-            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
-            "created_at timestamptz NOT NULL DEFAULT now())"
-        )
-        await create_order_tables(backlog)
         conns = [await asyncpg.connect(ctx.servers.postgres) for _ in range(size.writers)]
         quiet = PostgresOutbox(schema=schema, table=backlog.settings.table, notify=False)
         st, add = Statements(schema), backlog.outbox.add
@@ -219,7 +213,24 @@ def cost(
     )
 
 
-async def create_order_tables(backlog: PgBacklog) -> None:
+@asynccontextmanager
+async def business_backlog(ctx: Context, label: str) -> AsyncIterator[PgBacklog]:
+    """A fresh PostgreSQL backlog (dropped on exit) with the business tables of the write
+    rounds: ``bench_orders`` for the single ``INSERT``; orders, order lines and a stock of
+    ``PRODUCTS`` products for the realistic variant; ``bench_plain`` for the floor."""
+    async with ctx.backlog("pg", label) as backlog:
+        assert isinstance(backlog, PgBacklog)
+        schema = backlog.settings.schema
+        await backlog.pool.execute(
+            f'CREATE TABLE "{schema}".bench_orders (id bigserial PRIMARY KEY, customer text '
+            "NOT NULL, amount bigint NOT NULL, with_outbox boolean NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await _create_order_tables(backlog)
+        yield backlog
+
+
+async def _create_order_tables(backlog: PgBacklog) -> None:
     """Orders, order lines and a stock of ``PRODUCTS`` products for the realistic variant."""
     schema = backlog.settings.schema
     await backlog.pool.execute(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import anyio
 import asyncpg
+import pytest
 from outboxkit_postgres import PostgresOutbox
 
 from outboxkit.message import Message
@@ -82,6 +83,26 @@ class Writers:
                 await anyio.sleep(pause)
 
         await run_writers(total, writers, (1, 4), write, seed)
+
+    async def commit_roll_back_and_raise(self) -> tuple[list[Message], list[Message]]:
+        """Commit 3 messages of ``order-1``; roll back 2 of ``order-2``; raise out of a
+        transaction that added 1 of ``order-1``; commit 1 of ``order-3``. ``(committed,
+        doomed)``: the messages that must reach the broker once, and those that never may."""
+        doomed: list[Message] = []
+        committed = await self.commit("order-1", 3)
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            doomed += [self.message("order-2", n) for n in range(2)]
+            await self.outbox.add_many(conn, doomed[-2:])
+            await tx.rollback()
+        with pytest.raises(RuntimeError, match="business rule"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                doomed += [self.message("order-1", 9)]
+                await self.outbox.add(conn, doomed[-1])
+                raise RuntimeError("business rule violated")
+        committed += await self.commit("order-3", 1)
+        return committed, doomed
 
     async def commit(self, aggregate_id: str, count: int) -> list[Message]:
         """One committed business transaction with ``count`` messages of ``aggregate_id``."""

@@ -12,13 +12,15 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests.e2e.checks import eventually
 from tests.support import REPO
+from tests.support.postgres import pg_connection
 from tests.support.processes import ChildProcess
 
-__all__ = ["RelayProcess", "mongo_relays", "outboxkit_env"]
+__all__ = ["RelayProcess", "SlotLease", "mongo_relays", "outboxkit_env"]
 
 
 def outboxkit_env(**settings: object) -> dict[str, str]:
@@ -64,6 +66,12 @@ class RelayProcess(ChildProcess):
             (held.add if event == "acquired" else held.discard)(int(shard))
         return held
 
+    def saw_slot_loss(self) -> bool:
+        """The relay logged that its slot lease was refused or its stream was ended by the new
+        holder, whichever it noticed first."""
+        log = self.log()
+        return "slot lease lost" in log or "broke" in log
+
     def stop(self, timeout: float = 20) -> int | None:
         """SIGTERM (graceful: drain, release leases; SIGCONT first, in case it was paused),
         SIGKILL if it does not exit in time; the exit status, or None if it had to be killed."""
@@ -77,6 +85,67 @@ class RelayProcess(ChildProcess):
             self.process.kill()
             self.process.wait(5)
             return None
+
+
+class SlotLease:
+    """The lease on the replication slot of the outbox in ``schema`` (log tailing), held by
+    one of ``relays`` at a time: its holder, fencing token, the slot's stream and position."""
+
+    def __init__(self, dsn: str, schema: str, relays: Sequence[RelayProcess]) -> None:
+        self.dsn, self.schema, self.relays = dsn, schema, relays
+        self.slot_name = f"outboxkit_{schema}_outbox"
+
+    async def state(self) -> tuple[str | None, int, int | None]:
+        """The lease's holder (unexpired), its token, and the slot's active pid."""
+        async with pg_connection(self.dsn) as conn:
+            row = await conn.fetchrow(
+                "SELECT CASE WHEN expires_at > now() THEN owner END AS owner, token "
+                f"FROM {self.schema}.outbox_slot_lease"
+            )
+            pid = await conn.fetchval(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", self.slot_name
+            )
+        return (None, 0, pid) if row is None else (row["owner"], row["token"], pid)
+
+    async def confirmed_lsn(self) -> int:
+        """The slot's confirmed position, in bytes."""
+        async with pg_connection(self.dsn) as conn:
+            lsn = await conn.fetchval(
+                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = $1",
+                self.slot_name,
+            )
+        return int(lsn)
+
+    async def holder(self) -> RelayProcess:
+        """The relay holding the lease, once one does."""
+
+        async def known() -> bool:
+            return (await self.state())[0] is not None
+
+        await eventually(known, 20, "a relay holds the slot", 0.1)
+        owner = (await self.state())[0]
+        return next(r for r in self.relays if r.name == owner)
+
+    async def wait_for_holder(self, name: str, timeout: float = 20) -> float:
+        """Until relay ``name`` holds the lease; the seconds waited."""
+
+        async def held() -> bool:
+            return (await self.state())[0] == name
+
+        return await eventually(held, timeout, f"{name} holds the slot", 0.1)
+
+    async def new_reader(self, old_pid: int | None, timeout: float) -> tuple[int, int | None]:
+        """The new holder's token and its stream's pid, once it streams (the stream of
+        ``old_pid`` ended)."""
+
+        async def streaming() -> bool:
+            pid = (await self.state())[2]
+            return pid is not None and pid != old_pid
+
+        await eventually(streaming, timeout, "the new holder streams the slot", 0.1)
+        _, token, pid = await self.state()
+        return token, pid
 
 
 def mongo_relays(

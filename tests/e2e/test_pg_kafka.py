@@ -22,7 +22,7 @@ from outboxkit_postgres import PostgresOutbox, PostgresSettings, PostgresStore
 from tests.e2e.checks import Verdict, eventually, verdict
 from tests.e2e.pg_writers import Writers
 from tests.e2e.readers import TopicReader
-from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.e2e.relays import RelayProcess, SlotLease, outboxkit_env
 from tests.support.kafka import kafka_pid, topics
 from tests.support.postgres import outbox_schema
 
@@ -44,8 +44,12 @@ class Rig:
         self.reader = TopicReader(kafka_bootstrap, topic)
         self.writers: Writers
 
+        self.lease = SlotLease(postgres_url, schema, self.relays)
+        """The replication slot's lease, for the outboxes that read one (log tailing)."""
+
     def relay_env(self, batch_size: int, **settings: object) -> dict[str, str]:
-        return outboxkit_env(
+        """The relays' ``OUTBOXKIT_*`` variables; ``settings`` add to or replace these."""
+        defaults: dict[str, object] = dict(
             pg_dsn=self.postgres_url,
             pg_schema=self.schema,
             pg_table="outbox",
@@ -58,8 +62,8 @@ class Rig:
             backoff_initial="0.2",
             backoff_max="1.0",
             max_attempts="1000",
-            **settings,
         )
+        return outboxkit_env(**(defaults | settings))
 
     def start_relay(self, name: str, batch_size: int = 100, **settings: object) -> RelayProcess:
         env = self.relay_env(batch_size, **settings)
@@ -147,6 +151,31 @@ class Rig:
     def logs(self) -> str:
         return "\n".join(f"--- {r.name}\n{r.log()[-3000:]}" for r in self.relays)
 
+    @asynccontextmanager
+    async def running(
+        self, outbox: PostgresOutbox, writers: type[Writers] = Writers
+    ) -> AsyncIterator[Rig]:
+        """``writers`` on ``outbox`` (8 pooled connections) with their business table, and
+        the topic reader running; on exit the relays stopped and the pool closed."""
+        pool = await asyncpg.create_pool(self.postgres_url, min_size=8, max_size=8)
+        try:
+            self.writers = writers(pool, outbox, f"{self.schema}.orders", self.topic)
+            await self.writers.create_business_table()
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.reader.run)
+                try:
+                    yield self
+                finally:
+                    self.stop()
+                    tg.cancel_scope.cancel()
+        finally:
+            await pool.close()
+
+    def stop(self) -> None:
+        """Stop every relay."""
+        for relay in self.relays:
+            relay.stop()
+
 
 @pytest.fixture
 def shard_count() -> int:
@@ -165,20 +194,8 @@ async def rig(
         outbox_schema(postgres_url, shard_count) as schema,
     ):
         rig = Rig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)
-        pool = await asyncpg.create_pool(postgres_url, min_size=8, max_size=8)
-        try:
-            rig.writers = Writers(pool, PostgresOutbox(schema=schema), f"{schema}.orders", topic)
-            await rig.writers.create_business_table()
-            async with anyio.create_task_group() as tg:
-                await tg.start(rig.reader.run)
-                try:
-                    yield rig
-                finally:
-                    for relay in rig.relays:
-                        relay.stop()
-                    tg.cancel_scope.cancel()
-        finally:
-            await pool.close()
+        async with rig.running(PostgresOutbox(schema=schema)):
+            yield rig
 
 
 @pytest.fixture
@@ -201,23 +218,7 @@ def _assert_clean(result: Verdict, rig: Rig, max_duplicates: int = 0, killed: in
 @pytest.mark.timeout(60)
 async def test_commit_publishes_once_rollback_and_exception_publish_nothing(rig: Rig) -> None:
     rig.start_relay("relay-a")
-    writers = rig.writers
-    pool = writers.pool
-    doomed = []
-
-    committed = await writers.commit("order-1", 3)
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        doomed += [writers.message("order-2", n) for n in range(2)]
-        await writers.outbox.add_many(conn, doomed[-2:])
-        await tx.rollback()
-    with pytest.raises(RuntimeError, match="business rule"):
-        async with pool.acquire() as conn, conn.transaction():
-            doomed += [writers.message("order-1", 9)]
-            await writers.outbox.add(conn, doomed[-1])
-            raise RuntimeError("business rule violated")
-    committed += await writers.commit("order-3", 1)
+    committed, doomed = await rig.writers.commit_roll_back_and_raise()
 
     result = await rig.delivered(timeout=30, settle=3)
 

@@ -12,19 +12,15 @@ from __future__ import annotations
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 from outboxkit_postgres import PostgresOutbox
 
 from tests.e2e.checks import eventually, slot_tenures
-from tests.e2e.pg_writers import Writers
-from tests.e2e.relays import RelayProcess
 from tests.e2e.test_pg_kafka import LEASE_TTL, Rig, _assert_clean
 from tests.support.kafka import topics
-from tests.support.postgres import pg_connection, wal_outbox
+from tests.support.postgres import wal_outbox
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -33,36 +29,10 @@ POLL = 60.0
 
 
 class LogRig(Rig):
-    def relay_env(self, batch_size: int) -> dict[str, str]:
-        env = super().relay_env(batch_size)
-        env.update(OUTBOXKIT_PG_WAKE_FROM_LOG="true", OUTBOXKIT_POLL_INTERVAL=str(POLL))
-        return env
-
-    async def slot(self) -> tuple[str | None, int, int | None]:
-        async with pg_connection(self.postgres_url) as conn:
-            row = await conn.fetchrow(
-                "SELECT CASE WHEN expires_at > now() THEN owner END AS owner, token "
-                f"FROM {self.schema}.outbox_slot_lease"
-            )
-            pid = await conn.fetchval(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                f"outboxkit_{self.schema}_outbox",
-            )
-        return (None, 0, pid) if row is None else (row["owner"], row["token"], pid)
-
-    async def holder(self) -> RelayProcess:
-        async def known() -> bool:
-            return (await self.slot())[0] is not None
-
-        await eventually(known, 20, "a relay holds the slot", 0.1)
-        owner = (await self.slot())[0]
-        return next(r for r in self.relays if r.name == owner)
-
-    async def wait_for_holder(self, name: str, timeout: float) -> float:
-        async def held() -> bool:
-            return (await self.slot())[0] == name
-
-        return await eventually(held, timeout, f"{name} holds the slot", 0.1)
+    def relay_env(self, batch_size: int, **settings: object) -> dict[str, str]:
+        return super().relay_env(
+            batch_size, pg_wake_from_log="true", poll_interval=POLL, **settings
+        )
 
 
 @pytest.fixture
@@ -72,27 +42,14 @@ async def rig(postgres_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncI
         wal_outbox(postgres_url, shards=6, mode="table", wake_from_log=True) as schema,
     ):
         rig = LogRig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)
-        pool = await asyncpg.create_pool(postgres_url, min_size=8, max_size=8)
-        try:
-            outbox = PostgresOutbox(schema=schema, notify=False)
-            rig.writers = Writers(pool, outbox, f"{schema}.orders", topic)
-            await rig.writers.create_business_table()
-            async with anyio.create_task_group() as tg:
-                await tg.start(rig.reader.run)
-                try:
-                    yield rig
-                finally:
-                    for relay in rig.relays:
-                        relay.stop()
-                    tg.cancel_scope.cancel()
-        finally:
-            await pool.close()
+        async with rig.running(PostgresOutbox(schema=schema, notify=False)):
+            yield rig
 
 
 @pytest.mark.timeout(60)
 async def test_commits_without_notify_are_woken_by_the_log(rig: LogRig) -> None:
     rig.start_relay("relay-a")
-    await rig.holder()
+    await rig.lease.holder()
     await anyio.sleep(POLL / 60)  # past the relay's first round of claims
     writers = rig.writers
     committed = await writers.commit("order-1", 3)
@@ -116,7 +73,7 @@ async def test_three_relays_eight_writers_in_order_woken_by_one_slot_holder(
     rig: LogRig,
 ) -> None:
     await rig.start_relays(["relay-a", "relay-b", "relay-c"], batch_size=200, shards_each=2)
-    await rig.holder()
+    await rig.lease.holder()
     aggregates = [f"agg-{n}" for n in range(500)]
 
     await rig.writers.run(20_000, aggregates, writers=8)
@@ -130,11 +87,11 @@ async def test_three_relays_eight_writers_in_order_woken_by_one_slot_holder(
 @pytest.mark.timeout(120)
 async def test_sigkill_of_the_slot_holder_standby_wakes_the_rest(rig: LogRig) -> None:
     await rig.start_relays(["relay-a", "relay-b"], batch_size=50, shards_each=3)
-    victim = await rig.holder()
+    victim = await rig.lease.holder()
     survivor = next(r for r in rig.relays if r is not victim)
     async with rig.writing(3000, read_first=500):
         victim.signal(signal.SIGKILL)
-        took = await rig.wait_for_holder(survivor.name, timeout=LEASE_TTL * 5)
+        took = await rig.lease.wait_for_holder(survivor.name, timeout=LEASE_TTL * 5)
     result = await rig.delivered(timeout=POLL / 2)
 
     _assert_clean(result, rig, max_duplicates=50 * 6)
@@ -144,14 +101,14 @@ async def test_sigkill_of_the_slot_holder_standby_wakes_the_rest(rig: LogRig) ->
 @pytest.mark.timeout(120)
 async def test_paused_slot_holder_is_fenced(rig: LogRig) -> None:
     await rig.start_relays(["relay-a", "relay-b"], batch_size=50, shards_each=3)
-    paused = await rig.holder()
-    _, old_token, old_pid = await rig.slot()
+    paused = await rig.lease.holder()
+    _, old_token, old_pid = await rig.lease.state()
     other = next(r for r in rig.relays if r is not paused)
     async with rig.writing(3000, read_first=500):
         paused.signal(signal.SIGSTOP)
         try:
-            await rig.wait_for_holder(other.name, timeout=LEASE_TTL * 10)
-            new_token, new_pid = await _new_reader(rig, old_pid)
+            await rig.lease.wait_for_holder(other.name, timeout=LEASE_TTL * 10)
+            new_token, new_pid = await rig.lease.new_reader(old_pid, LEASE_TTL * 5)
         finally:
             paused.signal(signal.SIGCONT)
     result = await rig.delivered(timeout=POLL / 2)
@@ -159,26 +116,7 @@ async def test_paused_slot_holder_is_fenced(rig: LogRig) -> None:
     assert new_token > old_token
     assert new_pid is not None and new_pid != old_pid, "the paused holder's stream was ended"
     try:
-        await eventually(lambda: _saw_loss(paused), 15, "the paused holder saw its loss")
+        await eventually(paused.saw_slot_loss, 15, "the paused holder saw its loss")
     except TimeoutError:
         raise AssertionError(paused.log()[-3000:]) from None
     _assert_clean(result, rig, max_duplicates=50 * 6)
-
-
-def _saw_loss(relay: RelayProcess) -> bool:
-    """The relay logged that its lease was refused or its stream was ended by the new
-    holder, whichever it noticed first."""
-    log = relay.log()
-    return "slot lease lost" in log or "broke" in log
-
-
-async def _new_reader(rig: Any, old_pid: int | None) -> tuple[int, int | None]:
-    """The new holder's token and its stream's pid, once it streams (the old stream ended)."""
-
-    async def streaming() -> bool:
-        pid = (await rig.slot())[2]
-        return pid is not None and pid != old_pid
-
-    await eventually(streaming, LEASE_TTL * 5, "the new holder streams the slot", 0.1)
-    _, token, pid = await rig.slot()
-    return token, pid

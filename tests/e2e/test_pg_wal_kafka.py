@@ -15,18 +15,17 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import asyncpg
 import pytest
-from outboxkit_postgres import PostgresSettings, PostgresWalOutbox
+from outboxkit_postgres import PostgresWalOutbox
 
 from outboxkit.message import Message
-from tests.e2e.checks import Verdict, eventually, slot_tenures, verdict
+from tests.e2e.checks import eventually, slot_tenures
 from tests.e2e.pg_writers import CommitLog, Writers
-from tests.e2e.readers import TopicReader
-from tests.e2e.relays import RelayProcess, outboxkit_env
+from tests.e2e.relays import RelayProcess
+from tests.e2e.test_pg_kafka import LEASE_TTL, Rig, _assert_clean
 from tests.support.kafka import topics
 from tests.support.postgres import pg_connection, wal_outbox
 from tests.support.private_postgres import PrivatePostgres
@@ -34,7 +33,6 @@ from tests.support.proxy import KafkaProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-LEASE_TTL = 2.0
 READ_AHEAD = 20 * 100
 """Messages a holder reads ahead of the broker (20 x batch size): the duplicates bound."""
 
@@ -58,91 +56,29 @@ class WalWriters(Writers):
         return messages
 
 
-class WalRig:
-    """One test's WAL outbox, Kafka topic, reader, writers and relay processes."""
+class WalRig(Rig):
+    """The rig of ``test_pg_kafka.py`` on a WAL-only outbox: relays in ``--pg-mode wal``,
+    some reaching Kafka through a proxy of the test."""
 
-    def __init__(self, dsn: str, bootstrap: str, schema: str, topic: str, tmp: Path) -> None:
-        self.dsn, self.bootstrap, self.schema, self.topic, self.tmp = (
-            dsn,
-            bootstrap,
-            schema,
-            topic,
-            tmp,
-        )
-        self.settings = PostgresSettings(dsn=dsn, schema=schema, mode="wal")
-        self.relays: list[RelayProcess] = []
-        self.reader = TopicReader(bootstrap, topic)
-        self.writers: WalWriters
-        self.proxy: KafkaProxy | None = None
+    proxy: KafkaProxy | None = None
 
-    def start_relay(self, name: str, *, via_proxy: bool = False) -> RelayProcess:
-        env = outboxkit_env(
-            pg_dsn=self.dsn,
-            pg_schema=self.schema,
-            pg_mode="wal",
-            kafka_bootstrap_servers=self.bootstrap,
-            kafka_request_timeout_ms="2000",
-            kafka_delivery_timeout_ms="3000",
-            batch_size=100,
-            lease_ttl=LEASE_TTL,
-            poll_interval="0.5",
-            backoff_initial="0.2",
-            backoff_max="1.0",
-            max_attempts="1000",
-        )
-        if via_proxy:
-            if self.proxy is None:
-                self.proxy = KafkaProxy(self.bootstrap.split(",")[0]).start()
-            env["OUTBOXKIT_KAFKA_BOOTSTRAP_SERVERS"] = self.proxy.address
-        relay = RelayProcess(name, env, self.tmp, store="pg", publisher="kafka").start()
-        self.relays.append(relay)
-        return relay
+    def start_relay(self, name: str, batch_size: int = 100, **settings: object) -> RelayProcess:
+        return super().start_relay(name, batch_size, pg_mode="wal", **settings)
 
-    async def slot(self) -> tuple[str | None, int, int | None]:
-        """The slot lease's holder (unexpired), its token, and the slot's active pid."""
-        async with self.connection() as conn:
-            row = await conn.fetchrow(
-                f"SELECT CASE WHEN expires_at > now() THEN owner END AS owner, token "
-                f"FROM {self.schema}.outbox_slot_lease"
-            )
-            pid = await conn.fetchval(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                f"outboxkit_{self.schema}_outbox",
-            )
-        return (None, 0, pid) if row is None else (row["owner"], row["token"], pid)
-
-    async def confirmed_lsn(self) -> int:
-        async with self.connection() as conn:
-            lsn = await conn.fetchval(
-                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
-                "WHERE slot_name = $1",
-                f"outboxkit_{self.schema}_outbox",
-            )
-        return int(lsn)
+    def start_relay_via_proxy(self, name: str) -> RelayProcess:
+        """A relay reaching Kafka through the test's proxy (started with the first such)."""
+        if self.proxy is None:
+            self.proxy = KafkaProxy(self.kafka_bootstrap.split(",")[0])
+            self.proxy.start()
+        return self.start_relay(name, kafka_bootstrap_servers=self.proxy.address)
 
     def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        return pg_connection(self.dsn)
+        return pg_connection(self.postgres_url)
 
-    async def wait_for_holder(self, name: str, timeout: float = 20) -> None:
-        async def held() -> bool:
-            return (await self.slot())[0] == name
-
-        await eventually(held, timeout, f"{name} holds the slot", 0.1)
-
-    async def delivered(self, timeout: float, settle: float = 1.5) -> Verdict:
-        await self.reader.wait_for(self.writers.log.ids, timeout, settle)
-        return verdict(self.reader.deliveries, self.writers.log.by_aggregate)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {r.name}\n{r.log()[-3000:]}" for r in self.relays)
-
-    def assert_clean(self, result: Verdict, max_duplicates: int = 0) -> None:
-        print(f"verdict: {result.summary()} (bound on duplicates: {max_duplicates})")
-        details = f"{result.summary()}\n{self.logs()}"
-        assert not result.lost, f"lost messages: {details}"
-        assert not result.unexpected, f"messages that were never committed: {details}"
-        assert not result.order_violations, f"per-aggregate order broken: {details}"
-        assert result.duplicates <= max_duplicates, f"too many duplicates: {details}"
+    def stop(self) -> None:
+        super().stop()
+        if self.proxy is not None:
+            self.proxy.close()
 
 
 @pytest.fixture
@@ -152,23 +88,8 @@ async def rig(postgres_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncI
         wal_outbox(postgres_url, shards=4) as schema,
     ):
         rig = WalRig(postgres_url, kafka_bootstrap, schema, topic, tmp_path)
-        pool = await asyncpg.create_pool(postgres_url, min_size=8, max_size=8)
-        try:
-            outbox = PostgresWalOutbox(schema=schema)
-            rig.writers = WalWriters(pool, outbox, f"{schema}.orders", topic)  # type: ignore[arg-type]
-            await rig.writers.create_business_table()
-            async with anyio.create_task_group() as tg:
-                await tg.start(rig.reader.run)
-                try:
-                    yield rig
-                finally:
-                    for relay in rig.relays:
-                        relay.stop()
-                    if rig.proxy is not None:
-                        rig.proxy.close()
-                    tg.cancel_scope.cancel()
-        finally:
-            await pool.close()
+        async with rig.running(PostgresWalOutbox(schema=schema), WalWriters):  # type: ignore[arg-type]
+            yield rig
 
 
 @pytest.mark.timeout(60)
@@ -176,25 +97,11 @@ async def test_commit_publishes_once_rollback_and_exception_publish_nothing(
     rig: WalRig,
 ) -> None:
     rig.start_relay("relay-a")
-    writers = rig.writers
-    doomed = []
-    committed = await writers.commit("order-1", 3)
-    async with writers.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        doomed += [writers.message("order-2", n) for n in range(2)]
-        await writers.outbox.add_many(conn, doomed[-2:])
-        await tx.rollback()
-    with pytest.raises(RuntimeError, match="business rule"):
-        async with writers.pool.acquire() as conn, conn.transaction():
-            doomed += [writers.message("order-1", 9)]
-            await writers.outbox.add(conn, doomed[-1])
-            raise RuntimeError("business rule violated")
-    committed += await writers.commit("order-3", 1)
+    committed, doomed = await rig.writers.commit_roll_back_and_raise()
 
     result = await rig.delivered(timeout=30, settle=3)
 
-    rig.assert_clean(result, max_duplicates=0)
+    _assert_clean(result, rig, max_duplicates=0)
     read = [d.message_id for d in rig.reader.deliveries]
     assert sorted(read) == sorted(str(m.id) for m in committed), "exactly once, nothing else"
     assert not {str(m.id) for m in doomed} & set(read)
@@ -206,26 +113,16 @@ async def test_three_relays_eight_writers_every_message_in_order_one_reader(
 ) -> None:
     for name in ("relay-a", "relay-b", "relay-c"):
         rig.start_relay(name)
-    await eventually(lambda: _holder_known(rig), 20, "a relay holds the slot", 0.2)
+    await rig.lease.holder()
     aggregates = [f"agg-{n}" for n in range(500)]
 
     await rig.writers.run(20_000, aggregates, writers=8)
     result = await rig.delivered(timeout=90)
 
     assert rig.writers.log.count == 20_000
-    rig.assert_clean(result, max_duplicates=0)
+    _assert_clean(result, rig, max_duplicates=0)
     tenures, ended = slot_tenures([r.log() for r in rig.relays])
     assert tenures == ended + 1, f"{tenures} tenures of the slot, {ended} ended:\n{rig.logs()}"
-
-
-async def _holder_known(rig: WalRig) -> bool:
-    return (await rig.slot())[0] is not None
-
-
-async def _holder(rig: WalRig) -> RelayProcess:
-    await eventually(lambda: _holder_known(rig), 20, "a relay holds the slot", 0.1)
-    owner = (await rig.slot())[0]
-    return next(r for r in rig.relays if r.name == owner)
 
 
 @pytest.mark.timeout(120)
@@ -234,7 +131,7 @@ async def test_sigkill_of_the_slot_holder_standby_takes_over_loses_nothing(
 ) -> None:
     rig.start_relay("relay-a")
     rig.start_relay("relay-b")
-    victim = await _holder(rig)
+    victim = await rig.lease.holder()
     aggregates = [f"agg-{n}" for n in range(100)]
     async with anyio.create_task_group() as tg:
         tg.start_soon(rig.writers.run, 4000, aggregates, 4, 0.01)
@@ -242,11 +139,11 @@ async def test_sigkill_of_the_slot_holder_standby_takes_over_loses_nothing(
         victim.signal(signal.SIGKILL)
         killed_at = anyio.current_time()
         survivor = next(r for r in rig.relays if r is not victim)
-        await rig.wait_for_holder(survivor.name, timeout=LEASE_TTL * 5)
+        await rig.lease.wait_for_holder(survivor.name, timeout=LEASE_TTL * 5)
         took = anyio.current_time() - killed_at
     result = await rig.delivered(timeout=60)
 
-    rig.assert_clean(result, max_duplicates=READ_AHEAD)
+    _assert_clean(result, rig, max_duplicates=READ_AHEAD)
     assert took <= LEASE_TTL * 2.5, f"takeover after {took:.1f}s (lease ttl {LEASE_TTL}s)"
 
 
@@ -256,8 +153,8 @@ async def test_paused_holder_whose_lease_was_taken_cannot_confirm_the_slot(
 ) -> None:
     rig.start_relay("relay-a")
     rig.start_relay("relay-b")
-    paused = await _holder(rig)
-    _, old_token, old_pid = await rig.slot()
+    paused = await rig.lease.holder()
+    _, old_token, old_pid = await rig.lease.state()
     aggregates = [f"agg-{n}" for n in range(100)]
     async with anyio.create_task_group() as tg:
         tg.start_soon(rig.writers.run, 4000, aggregates, 4, 0.01)
@@ -265,8 +162,8 @@ async def test_paused_holder_whose_lease_was_taken_cannot_confirm_the_slot(
         paused.signal(signal.SIGSTOP)
         try:
             other = next(r for r in rig.relays if r is not paused)
-            await rig.wait_for_holder(other.name, timeout=LEASE_TTL * 10)
-            new_token, new_pid = await _new_reader(rig, old_pid)
+            await rig.lease.wait_for_holder(other.name, timeout=LEASE_TTL * 10)
+            new_token, new_pid = await rig.lease.new_reader(old_pid, LEASE_TTL * 5)
         finally:
             paused.signal(signal.SIGCONT)
     result = await rig.delivered(timeout=60)
@@ -274,19 +171,19 @@ async def test_paused_holder_whose_lease_was_taken_cannot_confirm_the_slot(
     assert new_token > old_token
     assert new_pid is not None and new_pid != old_pid, "the paused reader's stream was ended"
     try:
-        await eventually(lambda: _saw_loss(paused), 15, "the paused holder saw its loss")
+        await eventually(paused.saw_slot_loss, 15, "the paused holder saw its loss")
     except TimeoutError:
         raise AssertionError(paused.log()[-4000:]) from None
-    assert (await rig.slot())[0] == other.name, "the paused relay took nothing back"
-    rig.assert_clean(result, max_duplicates=READ_AHEAD)
+    assert (await rig.lease.state())[0] == other.name, "the paused relay took nothing back"
+    _assert_clean(result, rig, max_duplicates=READ_AHEAD)
 
 
 @pytest.mark.timeout(150)
 async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker(
     rig: WalRig,
 ) -> None:
-    relay = rig.start_relay("relay-a", via_proxy=True)
-    await rig.wait_for_holder("relay-a")
+    relay = rig.start_relay_via_proxy("relay-a")
+    await rig.lease.wait_for_holder("relay-a")
     assert rig.proxy is not None
     # Sequential commits, each with the WAL position after it: a message whose commit ended
     # at or below the slot's confirmed position must already be at the broker.
@@ -311,7 +208,7 @@ async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker
         try:
             for _ in range(10):
                 await anyio.sleep(1)
-                confirmed = await rig.confirmed_lsn()
+                confirmed = await rig.lease.confirmed_lsn()
                 await anyio.sleep(0.5)  # the reader's own lag behind the broker
                 at_broker = rig.reader.ids
                 passed = [i for i, lsn in list(after_commit.items()) if lsn <= confirmed]
@@ -324,26 +221,7 @@ async def test_kafka_unreachable_ten_seconds_slot_never_confirms_past_the_broker
     result = await rig.delivered(timeout=90)
 
     assert "retry" in relay.log() or rig.reader.ids, rig.logs()
-    rig.assert_clean(result, max_duplicates=rig.writers.log.count)
-
-
-def _saw_loss(relay: RelayProcess) -> bool:
-    """The relay logged that its lease was refused or its stream was ended by the new
-    holder, whichever it noticed first."""
-    log = relay.log()
-    return "slot lease lost" in log or "broke" in log
-
-
-async def _new_reader(rig: Any, old_pid: int | None) -> tuple[int, int | None]:
-    """The new holder's token and its stream's pid, once it streams (the old stream ended)."""
-
-    async def streaming() -> bool:
-        pid = (await rig.slot())[2]
-        return pid is not None and pid != old_pid
-
-    await eventually(streaming, LEASE_TTL * 5, "the new holder streams the slot", 0.1)
-    _, token, pid = await rig.slot()
-    return token, pid
+    _assert_clean(result, rig, max_duplicates=rig.writers.log.count)
 
 
 @pytest.mark.timeout(180)
@@ -375,7 +253,7 @@ async def test_postgres_restart_mid_stream_loses_nothing(
                     relay.stop()
                     tg.cancel_scope.cancel()
             assert "reading failed" in relay.log(), "the restart was not noticed"
-            rig.assert_clean(result, max_duplicates=READ_AHEAD)
+            _assert_clean(result, rig, max_duplicates=READ_AHEAD)
     finally:
         server.close()
 
@@ -386,7 +264,7 @@ async def _write_across_a_restart(
     """1,000 messages before and 1,000 after a restart, each phase from fresh pools."""
     log = CommitLog()
     for phase in range(2):
-        pool = await asyncpg.create_pool(rig.dsn, min_size=4, max_size=4)
+        pool = await asyncpg.create_pool(rig.postgres_url, min_size=4, max_size=4)
         try:
             rig.writers = WalWriters(pool, outbox, f"{rig.schema}.orders", topic)  # type: ignore[arg-type]
             rig.writers.log = log
@@ -402,13 +280,13 @@ async def _write_across_a_restart(
 async def test_an_idle_outbox_holds_no_wal_back(rig: WalRig) -> None:
     """Other tables are written, the outbox is not: the heartbeat moves the slot along."""
     rig.start_relay("relay-a")
-    await rig.wait_for_holder("relay-a")
+    await rig.lease.wait_for_holder("relay-a")
     async with rig.connection() as conn:
         await conn.execute(f"CREATE TABLE {rig.schema}.other (n int)")
         await conn.execute(f"INSERT INTO {rig.schema}.other SELECT generate_series(1, 1000)")
         written = int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
 
     async def passed() -> bool:
-        return await rig.confirmed_lsn() >= written
+        return await rig.lease.confirmed_lsn() >= written
 
     await eventually(passed, 10, "the slot confirmed past the other tables' WAL", 0.2)
