@@ -51,6 +51,10 @@ class _WakeSession(SlotSession):
     async def run(self) -> None:
         stream = await self.open_stream()
         try:
+            # A new holder cannot know which wake-ups its predecessor read and confirmed but
+            # never got to the relays (it was paused, or died between the two): wake every
+            # shard once, so none waits for its poll.
+            await self.store.wake(wake_payloads(set(range(self.store.shard_count))))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.keep_lease)
                 await self._read(stream)
