@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support import servers
+from tests.support.missing import missing
 
 if TYPE_CHECKING:  # imported by the fixture: the unit tests need no NATS client
     from tests.support.nats import LocalNatsServer
@@ -51,10 +52,8 @@ def anyio_backend() -> str:
 def _server(name: str) -> str:
     try:
         return servers.require(name)
-    except servers.Unavailable as missing:
-        if servers.in_ci():
-            pytest.fail(str(missing), pytrace=False)
-        pytest.skip(str(missing))
+    except servers.Unavailable as unavailable:
+        missing(str(unavailable))
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
+from tests.support.missing import missing
 from tests.support.nats import free_port
 
 __all__ = ["PrivatePostgres"]
@@ -38,7 +37,7 @@ class PrivatePostgres:
     def __init__(self) -> None:
         binaries = _binaries()
         if binaries is None:
-            pytest.skip("no PostgreSQL binaries (initdb) installed")
+            missing("no PostgreSQL binaries (initdb): run scripts/services up, which installs them")
         self.bin = binaries
         # Not under pytest's tmp_path: its parents are private to root, and the server's
         # user must reach its data folder.

@@ -26,13 +26,18 @@ from outboxkit_postgres.listener import Listener
 from outboxkit_postgres.tls import ssl_option
 
 from outboxkit.errors import ConfigurationError, StoreUnavailableError
+from tests.support.missing import missing
 from tests.support.postgres import wal_outbox
 from tests.unit.cli.conftest import RunCli
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl"),
-]
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _openssl() -> None:
+    if shutil.which("openssl") is None:
+        missing("these tests make their certificates with openssl: install it (Debian: openssl)")
+
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 KEY_PASSWORD = "s3cret-key-pass"
