@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.missing import missing
+
 ROOT = Path(__file__).resolve().parents[3]
 HOOKS = ROOT / "scripts" / "docsite" / "hooks.py"
 EXTENSION = ROOT / "scripts" / "docsite" / "griffe_public_docstrings.py"
 
-pytest.importorskip("mkdocs", reason="the docs tools are in the dev dependency group")
+
+@pytest.fixture(autouse=True)
+def _mkdocs() -> None:
+    try:
+        import mkdocs  # noqa: F401
+    except ImportError:
+        missing("mkdocs is not installed: run uv sync --all-packages (the dev dependency group)")
 
 
 def _build(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
