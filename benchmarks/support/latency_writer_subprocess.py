@@ -28,6 +28,7 @@ import msgspec
 from outboxkit_postgres import PostgresOutbox
 
 from benchmarks.support.workload import make_message
+from outboxkit.cli.event_loop import backend_options
 
 __all__ = ["main"]
 
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--notify", action=argparse.BooleanOptionalAction, default=True)
-    anyio.run(write, parser.parse_args())
+    anyio.run(write, parser.parse_args(), backend_options=backend_options("auto"))
 
 
 if __name__ == "__main__":
