@@ -28,6 +28,7 @@ from benchmarks.support.run_results import RunResults
 from benchmarks.support.server_urls import find_servers
 from benchmarks.support.server_versions import server_versions
 from benchmarks.support.sizes import SIZES
+from outboxkit.cli.event_loop import backend_options
 
 __all__ = ["SCENARIOS", "main"]
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    results = anyio.run(run, args)
+    results = anyio.run(run, args, backend_options=backend_options("auto"))
     target = write_results(results, args.results_dir)
     print(markdown(results))
     say(f"results in {target} and {args.results_dir / 'latest'}")

@@ -9,9 +9,9 @@ masked like any other instead of being replaced by a placeholder.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-__all__ = ["mask_dsn", "mask_text", "mask_url", "mask_urls", "scrub"]
+__all__ = ["mask_dsn", "mask_text", "mask_url", "mask_urls", "masker", "scrub"]
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 _USERINFO = re.compile(rf"^({_SCHEME})([^?#\s]*)@")
@@ -64,11 +64,33 @@ def _password(url: str, user_is_secret: bool) -> str | None:
     return password if colon else (user if user_is_secret else None)
 
 
+def masker(secrets: Iterable[str] = (), *, user_is_secret: bool = False) -> Callable[[str], str]:
+    """A function that masks text like :func:`mask_text` and also hides each of ``secrets``
+    wherever it appears: a plain value (a token, a key) as ``***``, a URL by its masked form,
+    and a URL's password also on its own (drivers sometimes quote it). Values shorter than 3
+    characters are not hidden on their own."""
+    hidden: dict[str, str] = {}
+    for secret in secrets:
+        if len(secret) < 3:
+            continue
+        if "://" not in secret:
+            hidden[secret] = "***"
+            continue
+        hidden[secret] = mask_text(secret, user_is_secret=user_is_secret)
+        password = _password(secret, user_is_secret)
+        if password and len(password) >= 3:
+            hidden[password] = "***"
+    ordered = sorted(hidden.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def mask(text: str) -> str:
+        for value, shown in ordered:
+            text = text.replace(value, shown)
+        return mask_text(text, user_is_secret=user_is_secret)
+
+    return mask
+
+
 def scrub(text: str, *urls: str, user_is_secret: bool = False) -> str:
     """``text`` (e.g. a driver's error) masked, and the password of each of ``urls`` hidden
     wherever it appears on its own (drivers sometimes quote it)."""
-    for url in urls:
-        password = _password(url, user_is_secret)
-        if password and len(password) >= 3:
-            text = text.replace(password, "***")
-    return mask_text(text, user_is_secret=user_is_secret)
+    return masker(urls, user_is_secret=user_is_secret)(text)

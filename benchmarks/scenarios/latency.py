@@ -46,7 +46,7 @@ import anyio
 import msgspec
 from anyio.abc import Process
 
-from benchmarks.support.cli_relay import CliRelay
+from benchmarks.support.cli_relay import MODE_TEXT, CliRelay, Mode, cli_slot
 from benchmarks.support.consumers import Consume, consume_kafka
 from benchmarks.support.context import Context
 from benchmarks.support.correctness import Tally
@@ -162,12 +162,13 @@ class SpawnedRelay:
 
 
 async def start_relay(
-    ctx: Context, schema: str, notify: bool, tmp: Path, *, floor: bool, profile: bool
+    ctx: Context, schema: str, mode: Mode, tmp: Path, *, floor: bool, profile: bool
 ) -> CliRelay | SpawnedRelay:
     servers = ctx.servers
     if not (floor or profile):
         log = tmp / "relay.log"
-        return await CliRelay.start(servers.postgres, schema, servers.kafka, notify=notify, log=log)
+        return await CliRelay.start(servers.postgres, schema, servers.kafka, mode=mode, log=log)
+    assert mode in ("notify", "polling"), "the suite's own relays read no replication slot"
     acks = tmp / "acks.json"
     where = ("--dsn", servers.postgres, "--schema", schema, "--bootstrap", servers.kafka)
     if floor:
@@ -175,7 +176,7 @@ async def start_relay(
         lines = await spawn("floor relay process", module, *where, "--acks", str(acks))
     else:
         profile_to = ctx.out / f"profile_latency_{BAR_LOAD}"
-        flag = "--notify" if notify else "--no-notify"
+        flag = "--notify" if mode == "notify" else "--no-notify"
         lines = await spawn(
             "profiled relay process",
             "benchmarks.support.relay_subprocess",
@@ -189,23 +190,26 @@ async def start_relay(
 async def measure(
     ctx: Context,
     rate: int,
-    notify: bool,
+    mode: Mode,
     *,
+    scenario: str = SCENARIO,
     profile: bool = False,
     floor: bool = False,
     round_no: int = 0,
 ) -> Run:
-    """One offered load, one wake-up mode; returns the commit -> receive summary and samples.
-    Extra runs, never held against a bar: ``profile``, an in-process relay under
-    pyinstrument; ``floor``, the hand-written minimal relay of
+    """One offered load, one mode of the relay (and the writer users have in that mode);
+    returns the commit -> receive summary and samples. A mode that reads the log gets its
+    publication and slot from ``outboxkit migrate`` first and loses them to ``outboxkit
+    drop-slot`` at the end. Extra runs, never held against a bar: ``profile``, an in-process
+    relay under pyinstrument; ``floor``, the hand-written minimal relay of
     ``benchmarks.support.floor_relay_subprocess`` in place of ``outboxkit relay``.
-    ``round_no`` (from 1) names one of several rounds of the same step."""
-    step = step_name(rate, notify, floor=floor) + (" (profiled)" if profile else "")
+    ``round_no`` (from 1) names one of several rounds of the same step; ``scenario`` names
+    the scenario in progress lines, correctness rows and measures."""
+    step = step_name(rate, mode, floor=floor) + (" (profiled)" if profile else "")
     step += f" (round {round_no})" if round_no else ""
     probe = Probe()
     total = int(rate * ctx.size.load_seconds)
     warm = int(rate * ctx.size.warmup_seconds)
-    flag = "--notify" if notify else "--no-notify"
     servers = ctx.servers
     consume = Consume(
         probe.tally,
@@ -216,22 +220,26 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="outboxkit-latency-") as tmp:
         writes_file = Path(tmp) / "writes.json"
         async with (
-            kafka_topic(
-                servers.kafka, unique(f"lat_{rate}_{wake_mode(notify)}"), APPEND_TIME
-            ) as topic,
+            kafka_topic(servers.kafka, unique(f"lat_{rate}_{mode}"), APPEND_TIME) as topic,
             pg_backlog(
-                servers.postgres, unique("lat"), ctx.size.shard_count, notify=notify, pool_size=1
+                servers.postgres,
+                unique("lat"),
+                ctx.size.shard_count,
+                notify=mode == "notify",
+                pool_size=1,
             ) as backlog,
+            cli_slot(servers.postgres, backlog.settings.schema, mode),
         ):
             schema = backlog.settings.schema
-            relay = await start_relay(ctx, schema, notify, Path(tmp), floor=floor, profile=profile)
+            relay = await start_relay(ctx, schema, mode, Path(tmp), floor=floor, profile=profile)
             relay_cpu = 0.0
             try:
                 writer = await spawn(
                     "writer process",
                     "benchmarks.support.latency_writer_subprocess",
                     *("--dsn", servers.postgres, "--schema", schema, "--topic", topic),
-                    *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds), flag),
+                    *("--rate", str(rate), "--seconds", str(ctx.size.load_seconds)),
+                    *("--mode", mode),
                     *("--warmup", str(ctx.size.warmup_seconds)),
                     *("--aggregates", str(AGGREGATES), "--connections", str(WRITE_CONNECTIONS)),
                     *("--out", str(writes_file)),
@@ -239,7 +247,7 @@ async def measure(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(consume_kafka, servers.kafka, topic, consume)
                     await relay.owned()
-                    label = f"{SCENARIO} {step}: received"
+                    label = f"{scenario} {step}: received"
                     async with progress(label, warm + total) as probe.tracker:
                         await writer.send(b"go\n")
                         await writer.expect(b"measuring", ctx.size.warmup_seconds * 4 + 60)
@@ -268,7 +276,7 @@ async def measure(
             ctx.results.profile_latency = msgspec.json.decode(shares.read_bytes())
     achieved = float(writes["achieved"])
     cpu_us = cpu_per_message(relay_cpu, writes, before, after, warm, total)
-    ctx.results.correctness.append(probe.tally.result(SCENARIO, step))
+    ctx.results.correctness.append(probe.tally.result(scenario, step))
     busy = busy_share(before, after)
     runs = {}
     for kind, ends in (("commit->ack", consume.broker_times), ("commit->receive", probe.received)):
@@ -281,7 +289,7 @@ async def measure(
         runs[kind] = Run(summary, [latency for _, latency in samples])
         worst = max((second[1] for second in summary.per_second), default=0.0)
         say(
-            f"{SCENARIO} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms, "
+            f"{scenario} {step} {kind}: p50 {summary.p50:.1f} ms, p99 {summary.p99:.1f} ms, "
             f"worst second's p99 {worst:.1f} ms"
         )
     return runs["commit->receive"]
@@ -311,14 +319,10 @@ class Run:
     samples: list[float]
 
 
-def wake_mode(notify: bool) -> str:
-    return "notify" if notify else "polling"
-
-
-def step_name(rate: int, notify: bool, *, floor: bool = False) -> str:
-    """The step of a load and wake-up mode (``floor``: run with the hand-written relay)."""
+def step_name(rate: int, mode: Mode, *, floor: bool = False) -> str:
+    """The step of a load and mode (``floor``: run with the hand-written relay)."""
     floor_text = ", floor: hand-written minimal relay" if floor else ""
-    return f"{rate:,} msg/s, {wake_mode(notify)}{floor_text}"
+    return f"{rate:,} msg/s, {MODE_TEXT[mode]}{floor_text}"
 
 
 def pooled(ctx: Context, runs: list[Run], step: str) -> Latency:
@@ -358,11 +362,16 @@ def cpu_per_message(
 
 
 def percentile_measure(
-    summary: Latency, name: str, value: float, suffix: str = "", **extra: Any
+    summary: Latency,
+    name: str,
+    value: float,
+    suffix: str = "",
+    scenario: str = SCENARIO,
+    **extra: Any,
 ) -> Measure:
     """Percentile ``name`` (``"p50"``, ...) of a commit -> receive step, as a measure."""
     return Measure(
-        scenario=SCENARIO,
+        scenario=scenario,
         step=f"{summary.step}, commit->receive {name}{suffix}",
         value=value,
         unit="ms",
@@ -370,9 +379,12 @@ def percentile_measure(
     )
 
 
-def bars(pooled_summary: Latency, rounds: list[Run]) -> list[Measure]:
+def bars(
+    pooled_summary: Latency, rounds: list[Run], scenario: str = SCENARIO, *, held: bool = True
+) -> list[Measure]:
     """The bars, on outboxkit's commit -> receive percentiles at the bar's load: each must
-    hold in every round, so the measure is the worst round's."""
+    hold in every round, so the measure is the worst round's (``held=False``: the same
+    measures with no bar, at another load)."""
     measures = []
     for name, bar in BARS.items():
         per_round = [float(getattr(run.summary, name)) for run in rounds]
@@ -383,9 +395,10 @@ def bars(pooled_summary: Latency, rounds: list[Run]) -> list[Measure]:
                 name,
                 worst,
                 " (worst round)" if len(rounds) > 1 else "",
+                scenario,
                 ratio=worst,
                 ratio_label="ms",
-                bar=bar,
+                bar=bar if held else None,
                 details={
                     "per_round": per_round,
                     "achieved_rate": [run.summary.achieved for run in rounds],
@@ -427,23 +440,24 @@ async def run(ctx: Context) -> None:
         return n if rounds > 1 else 0
 
     ours: list[Run] = []
-    for notify in (True, False):
+    modes: tuple[Mode, ...] = ("notify", "polling")
+    for mode in modes:
         for rate in ctx.size.loads:
-            at_floor_load = notify and rate == floor_load
-            one = await measure(ctx, rate, notify, round_no=round_no(1) if at_floor_load else 0)
+            at_floor_load = mode == "notify" and rate == floor_load
+            one = await measure(ctx, rate, mode, round_no=round_no(1) if at_floor_load else 0)
             if at_floor_load:
                 ours.append(one)
     # at that load, rounds alternate with the floor: this machine's latency swings from run
     # to run; the bars must hold in every round
     floors: list[Run] = []
     for n in range(1, rounds + 1):
-        floors.append(await measure(ctx, floor_load, True, floor=True, round_no=round_no(n)))
+        floors.append(await measure(ctx, floor_load, "notify", floor=True, round_no=round_no(n)))
         if n < rounds:
-            ours.append(await measure(ctx, floor_load, True, round_no=n + 1))
-    summary = pooled(ctx, ours, step_name(floor_load, True))
+            ours.append(await measure(ctx, floor_load, "notify", round_no=n + 1))
+    summary = pooled(ctx, ours, step_name(floor_load, "notify"))
     if BAR_LOAD in ctx.size.loads:
         ctx.results.measures += bars(summary, ours)
-    floor = pooled(ctx, floors, step_name(floor_load, True, floor=True))
+    floor = pooled(ctx, floors, step_name(floor_load, "notify", floor=True))
     ctx.results.measures += over_floor(summary, floor)
     if ctx.profile and BAR_LOAD in ctx.size.loads:
-        await measure(ctx, BAR_LOAD, True, profile=True)
+        await measure(ctx, BAR_LOAD, "notify", profile=True)

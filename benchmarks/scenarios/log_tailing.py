@@ -10,6 +10,16 @@ Throughput: the same backlog sent once by the raw Kafka producer and once by the
 relay (one slot reader) from messages emitted beforehand, one per transaction; messages /
 seconds until the broker acknowledged the last one (bar >= 0.8 x raw). With ``--profile``
 the WAL relay's run is profiled.
+
+Latency: scenario 3's runs (``benchmarks.scenarios.latency.measure``: open-loop writer
+process on 16 connections, ``outboxkit relay`` started as users start it, a Kafka consumer
+here; commit -> receive and commit -> broker ack) in each mode -- table + NOTIFY, table
+woken by the log (``--pg-wake-from-log``, writers without NOTIFY) and WAL-only (``--pg-mode
+wal``, ``PostgresWalOutbox``) -- at each of the size's loads. A mode that reads the log is
+set up by ``outboxkit migrate`` with its flags and its slot dropped by ``outboxkit
+drop-slot`` after each run. Bars per mode at 1,000 msg/s: p50 <= 3 ms, p99 <= 15 ms commit
+-> receive; at higher loads (5,000 msg/s, ``full``) the same percentiles with no bar, the
+writer's achieved rate beside them.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import asyncpg
 import msgspec
 from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox, PostgresWalStore
 
+from benchmarks.scenarios import latency as scenario_3
 from benchmarks.scenarios.throughput import baseline_rate, verify
 from benchmarks.scenarios.write_path import (
     FLOOR,
@@ -29,6 +40,7 @@ from benchmarks.scenarios.write_path import (
     cost,
     write_round,
 )
+from benchmarks.support.cli_relay import Mode
 from benchmarks.support.context import Context
 from benchmarks.support.pg_backlog import PgBacklog
 from benchmarks.support.profiling import profiled
@@ -44,6 +56,7 @@ SCENARIO = "9 log tailing"
 WRITE_BAR = Bar(op="<=", limit=1.2, text="alone / with WAL-only outbox <= 1.2")
 THROUGHPUT_BAR = Bar(op=">=", limit=0.8, text="WAL-only pg -> kafka >= 0.8 x raw")
 WAL = "with WAL-only outbox"
+LATENCY_MODES: tuple[Mode, ...] = ("notify", "log", "wal")
 
 
 async def write_path(ctx: Context) -> None:
@@ -151,6 +164,18 @@ async def throughput(ctx: Context) -> None:
     )
 
 
+async def latency(ctx: Context) -> None:
+    """Commit -> receive (and commit -> ack) of each mode at each of the size's loads; the
+    bars at 1,000 msg/s, the bare percentiles above it."""
+    for rate in ctx.size.loads:
+        for mode in LATENCY_MODES:
+            run = await scenario_3.measure(ctx, rate, mode, scenario=SCENARIO)
+            if rate >= scenario_3.BAR_LOAD:
+                held = rate == scenario_3.BAR_LOAD
+                ctx.results.measures += scenario_3.bars(run.summary, [run], SCENARIO, held=held)
+
+
 async def run(ctx: Context) -> None:
     await write_path(ctx)
     await throughput(ctx)
+    await latency(ctx)

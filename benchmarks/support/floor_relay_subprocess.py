@@ -30,6 +30,7 @@ from outboxkit_postgres.codec import envelope_from_row
 from outboxkit_postgres.names import OutboxNames
 
 from benchmarks.support.baselines import kafka_headers
+from outboxkit.cli.event_loop import backend_options
 from outboxkit.message import route
 
 __all__ = ["main"]
@@ -100,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("--dsn", "--schema", "--bootstrap", "--acks"):
         parser.add_argument(name, required=True)
-    anyio.run(serve, parser.parse_args())
+    anyio.run(serve, parser.parse_args(), backend_options=backend_options("auto"))
 
 
 if __name__ == "__main__":

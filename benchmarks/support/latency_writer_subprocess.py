@@ -3,16 +3,19 @@
 
 Runs in its own process so that neither the relay nor the consumer share its event loop or
 its CPU time slice. Prints ``ready`` once its connections are open and starts when a line
-arrives on stdin. It then starts one single-message transaction (``PostgresOutbox.add``)
-every ``1/rate`` seconds whatever the previous ones are doing (open loop), at most one at a
-time per aggregate so that sequence order is commit order. The commit time of each message
+arrives on stdin. It then starts one single-message transaction every ``1/rate``
+seconds whatever the previous ones are doing (open loop), at most one at a time per
+aggregate so that sequence order is commit order. The commit time of each message
 is the wall clock (``time.time``) read right after its ``COMMIT`` returned, before the
 connection goes back to the pool. The first ``--warmup`` seconds warm the path up (new
 connections, prepared statements, the broker's first batches); their messages are marked
 and left out of the percentiles, and it prints ``measuring`` when the measured part starts.
 At the end it writes ``{"achieved": tx/s, "committed": [[id, aggregate_id, seq, time,
 measured], ...], "cpu_s": CPU seconds}`` to ``--out`` (rate and CPU time of the measured
-part).
+part). ``--mode`` picks the writer users have in that mode of the relay
+(``benchmarks.support.cli_relay.Mode``): ``PostgresOutbox.add`` (``notify``),
+``PostgresOutbox(notify=False).add`` (``polling``, and ``log``: the table woken by the log)
+or ``PostgresWalOutbox.add`` (``wal``).
 """
 
 from __future__ import annotations
@@ -25,15 +28,21 @@ from collections import defaultdict
 import anyio
 import asyncpg
 import msgspec
-from outboxkit_postgres import PostgresOutbox
+from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox
 
+from benchmarks.support.cli_relay import MODE_FLAGS
 from benchmarks.support.workload import make_message
+from outboxkit.cli.event_loop import backend_options
 
 __all__ = ["main"]
 
 
 async def write(args: argparse.Namespace) -> None:
-    outbox = PostgresOutbox(schema=args.schema, notify=args.notify)
+    outbox: PostgresOutbox | PostgresWalOutbox
+    if args.mode == "wal":
+        outbox = PostgresWalOutbox(schema=args.schema)
+    else:
+        outbox = PostgresOutbox(schema=args.schema, notify=args.mode == "notify")
     pool = await asyncpg.create_pool(args.dsn, min_size=args.connections, max_size=args.connections)
     payload = b"x" * args.payload_bytes
     locks: defaultdict[int, anyio.Lock] = defaultdict(anyio.Lock)
@@ -86,8 +95,8 @@ def main() -> None:
     parser.add_argument("--aggregates", type=int, default=1_000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--payload-bytes", type=int, default=1024)
-    parser.add_argument("--notify", action=argparse.BooleanOptionalAction, default=True)
-    anyio.run(write, parser.parse_args())
+    parser.add_argument("--mode", choices=list(MODE_FLAGS), default="notify")
+    anyio.run(write, parser.parse_args(), backend_options=backend_options("auto"))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from outboxkit_postgres import PostgresSettings, PostgresStore
 
 from benchmarks.support.ack_clock import AckClock
 from benchmarks.support.profiling import profiled
+from outboxkit.cli.event_loop import backend_options
 from outboxkit.protocols import Publisher
 from outboxkit.relay import ShardedRelay
 from outboxkit.relay.settings import RelaySettings
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--notify", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--profile", help="profile the relaying into FILE.html|txt|json")
     parser.add_argument("--acks", help="write wall-clock ack times by message id here")
-    anyio.run(serve, parser.parse_args())
+    anyio.run(serve, parser.parse_args(), backend_options=backend_options("auto"))
 
 
 if __name__ == "__main__":

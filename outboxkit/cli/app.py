@@ -30,6 +30,7 @@ from outboxkit.cli.commands import (
 )
 from outboxkit.cli.config import ENV_PREFIX, ConfigFile, load_config
 from outboxkit.cli.errors import Scrubber, outbox_error
+from outboxkit.cli.event_loop import EVENT_LOOPS, backend_options
 from outboxkit.cli.inbox import INBOX_COMMANDS, INBOX_GROUPS
 from outboxkit.cli.options import SettingsSpec
 from outboxkit.cli.output import EXIT_CLOSED_PIPE, closed_pipe
@@ -81,6 +82,13 @@ def _add_common(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> 
         choices=LOG_FORMATS,
         default=environ.get(f"{ENV_PREFIX}LOG_FORMAT", "text").lower(),
         help="log lines as text or JSON objects (default: text; env OUTBOXKIT_LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=environ.get(f"{ENV_PREFIX}EVENT_LOOP", "auto").lower(),
+        help="asyncio event loop: uvloop if installed (auto), uvloop or the standard one "
+        "(default: auto; env OUTBOXKIT_EVENT_LOOP)",
     )
 
 
@@ -219,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scrubber.add(secrets)
         _configure_logging(invocation.args.log_level, invocation.args.log_format, secrets)
         try:
-            status = anyio.run(invocation.spec.run, invocation)
+            options = backend_options(invocation.args.event_loop)
+            status = anyio.run(invocation.spec.run, invocation, backend_options=options)
         finally:
             watchdog.disarm()  # the event loop is closed: nothing is left to wait for
         sys.stdout.flush()  # here, so that a closed pipe is seen below

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from outboxkit.errors import OutboxError
-from outboxkit.masking import mask_text
+from outboxkit.masking import masker
 
 __all__ = ["Scrubber", "outbox_error"]
 
@@ -18,12 +18,10 @@ class Scrubber:
 
     def add(self, values: Iterable[str]) -> None:
         """Remember secret values (e.g. a token or a DSN) to hide wherever they appear."""
-        self._secrets.update(v for v in values if len(v) >= 3)
+        self._secrets.update(values)
 
     def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, mask_text(secret) if "://" in secret else "***")
-        return mask_text(text)
+        return masker(self._secrets)(text)
 
 
 def outbox_error(exc: BaseException) -> OutboxError | None:

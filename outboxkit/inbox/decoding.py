@@ -26,7 +26,13 @@ from outboxkit.message import (
     Message,
 )
 
-__all__ = ["CONTENT_TYPE_HEADERS", "InboxMessage", "UnreadableMessageError", "decode"]
+__all__ = [
+    "CONTENT_TYPE_HEADERS",
+    "InboxMessage",
+    "UnreadableMessageError",
+    "decode",
+    "record_origin",
+]
 
 T = TypeVar("T")
 
@@ -144,6 +150,26 @@ def _data(payload: bytes, content_type: str, where: str, event_type: str) -> Any
                 f"type is {content_type!r}: route it to your error handling"
             ) from None
     return payload
+
+
+def record_origin(record: Any) -> tuple[str | None, str]:
+    """The topic (or subject) a client's record arrived on, and its ``source`` for errors:
+    ``topic[partition]@offset`` for an aiokafka ``ConsumerRecord``; the subject, with the
+    stream sequence for JetStream, for a nats-py ``Msg``; ``(None, "")`` for anything else."""
+    topic = getattr(record, "topic", None)
+    if topic is not None:
+        partition, offset = getattr(record, "partition", "?"), getattr(record, "offset", "?")
+        return topic, f"{topic}[{partition}]@{offset}"
+    subject = getattr(record, "subject", None)
+    if subject is None:
+        return None, ""
+    try:
+        metadata = record.metadata  # JetStream messages only
+    except Exception:
+        metadata = None
+    if metadata is None:
+        return subject, subject
+    return subject, f"{subject} (stream {metadata.stream} seq {metadata.sequence.stream})"
 
 
 def decode(

@@ -34,7 +34,7 @@ from typing import Any
 from faststream import BaseMiddleware
 
 from outboxkit.inbox.contract import Verdict
-from outboxkit.inbox.decoding import InboxMessage, decode
+from outboxkit.inbox.decoding import InboxMessage, decode, record_origin
 
 __all__ = ["CONNECTION", "MESSAGE", "InboxMiddleware"]
 
@@ -44,19 +44,6 @@ MESSAGE = "outboxkit_message"
 """FastStream context key of the decoded :class:`~outboxkit.inbox.InboxMessage`."""
 
 Process = Callable[[Any, InboxMessage], AbstractAsyncContextManager[Verdict]]
-
-
-def _source(msg: Any) -> str:
-    raw = getattr(msg, "raw_message", None)
-    topic = getattr(raw, "topic", None)
-    if topic is not None:
-        return f"{topic}[{getattr(raw, 'partition', '?')}]@{getattr(raw, 'offset', '?')}"
-    return str(getattr(raw, "subject", "") or "")
-
-
-def _topic(msg: Any) -> str | None:
-    raw = getattr(msg, "raw_message", None)
-    return getattr(raw, "topic", None) or getattr(raw, "subject", None)
 
 
 class InboxMiddleware:
@@ -86,7 +73,8 @@ class _Applied(BaseMiddleware[Any, Any]):
         self.inbox = inbox
 
     async def consume_scope(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
-        message = decode(msg.headers, msg.body, topic=_topic(msg), source=_source(msg))
+        topic, source = record_origin(getattr(msg, "raw_message", None))
+        message = decode(msg.headers, msg.body, topic=topic, source=source)
         connect, process = self.inbox.connect, self.inbox.process
         async with AsyncExitStack() as stack:
             stack.enter_context(self.context.scope(MESSAGE, message))

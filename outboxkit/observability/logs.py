@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from outboxkit.masking import masker
 
 __all__ = ["LOG_FORMATS", "JsonFormatter", "TextFormatter", "configure_logging"]
 
@@ -20,26 +22,12 @@ _STANDARD = frozenset(
 )
 
 
-def _masker(secrets: Iterable[str]) -> Callable[[str], str]:
-    from outboxkit.masking import mask_text
-
-    # DSNs are secrets too, but mask_text shows them with only the password hidden
-    values = sorted({s for s in secrets if len(s) >= 3 and "://" not in s}, key=len, reverse=True)
-
-    def mask(text: str) -> str:
-        for value in values:
-            text = text.replace(value, "***")
-        return mask_text(text)
-
-    return mask
-
-
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message`` with DSN passwords and secret values masked."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._mask = _masker(secrets)
+        self._mask = masker(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         return self._mask(super().format(record))
@@ -52,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._mask = _masker(secrets)
+        self._mask = masker(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -32,6 +32,7 @@ from outboxkit.errors import (
 )
 from outboxkit.metrics import RelayMetrics
 from outboxkit.protocols import Publisher, Store
+from outboxkit.relay.backoff import backoff_delay
 from outboxkit.relay.leases import LeaseKeeper
 from outboxkit.relay.log import brief, log
 from outboxkit.relay.pool import WorkerPool
@@ -187,7 +188,11 @@ class ShardedRelay:
                 if not exc.retriable or isinstance(exc, ConfigurationError):
                     raise
                 self._startup_error = exc
-                delay = _startup_delay(attempt, self._rng)
+                # doubling from 0.5 s up to 10 s, jittered down by at most half so that
+                # relays restarted together spread out
+                delay = backoff_delay(
+                    attempt - 1, STARTUP_BACKOFF_INITIAL, STARTUP_BACKOFF_MAX, self._rng, jitter=0.5
+                )
                 log.warning(
                     "%s unreachable (attempt %d; next in %.1fs): %s", what, attempt, delay, exc
                 )
@@ -320,10 +325,3 @@ class ShardedRelay:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-def _startup_delay(attempt: int, rng: random.Random) -> float:
-    """Seconds before the next start-up attempt: doubling from 0.5 s up to 10 s, jittered
-    down by at most half so that relays restarted together spread out."""
-    ceiling = min(STARTUP_BACKOFF_MAX, STARTUP_BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16))
-    return rng.uniform(ceiling / 2, ceiling)

@@ -57,6 +57,11 @@ def test_bench_smoke(
     for x in results["latencies"]:  # the machine's load, read from /proc while the writer ran
         assert 0 < x["machine_busy"] <= 1, x
         assert {"relay", "writer", "postgres", "kafka", "consumer"} <= set(x["cpu_us"]), x
+    log_tailing = [c["step"] for c in results["correctness"] if c["scenario"] == "9 log tailing"]
+    modes = ("notify", "table woken by the log", "WAL-only")
+    assert all(any(step.endswith(f", {mode}") for step in log_tailing) for mode in modes), (
+        log_tailing
+    )
     write_steps = [m["step"] for m in results["measures"] if m["scenario"] == "2 write path"]
     assert any(step.startswith("insert + outbox.add") for step in write_steps), write_steps
     assert any(step.startswith("order + 3 lines") for step in write_steps), write_steps

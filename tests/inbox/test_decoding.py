@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from outboxkit.inbox import UnreadableMessageError, decode
 from outboxkit.inbox.contract import Verdict
+from outboxkit.inbox.decoding import record_origin
 from outboxkit.inbox.judging import judge
 from outboxkit.message import HEADER_SEQUENCE, Message, broker_headers
 
@@ -105,3 +107,21 @@ def test_the_core_inbox_imports_no_driver() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class _CoreMsg:
+    subject = "orders.1"
+
+    @property
+    def metadata(self) -> object:
+        raise ValueError("not a JetStream message")  # as nats-py's Msg does
+
+
+def test_record_origin_names_kafka_records_and_nats_messages() -> None:
+    kafka = SimpleNamespace(topic="orders", partition=2, offset=7)
+    assert record_origin(kafka) == ("orders", "orders[2]@7")
+    assert record_origin(_CoreMsg()) == ("orders.1", "orders.1")
+    stream = SimpleNamespace(stream="ORDERS", sequence=SimpleNamespace(stream=42))
+    jetstream = SimpleNamespace(subject="orders.1", metadata=stream)
+    assert record_origin(jetstream) == ("orders.1", "orders.1 (stream ORDERS seq 42)")
+    assert record_origin(None) == (None, "")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from outboxkit.cli import main
-from outboxkit.masking import mask_dsn, mask_text, mask_url, mask_urls, scrub
+from outboxkit.masking import mask_dsn, mask_text, mask_url, mask_urls, masker, scrub
 
 
 @pytest.mark.parametrize(
@@ -86,6 +86,12 @@ def test_scrub_hides_a_password_quoted_on_its_own() -> None:
     assert scrub("token tok123 refused", "nats://tok123@h", user_is_secret=True) == (
         "token *** refused"
     )
+
+
+def test_masker_hides_plain_secrets_urls_and_their_passwords() -> None:
+    mask = masker(["tok-123456", "postgresql://app:hunter22@db/x", "pw"])
+    text = mask("tok-123456 at postgresql://app:hunter22@db/x said hunter22; pw stays")
+    assert text == "*** at postgresql://app:***@db/x said ***; pw stays"
 
 
 def test_unreachable_nats_server_is_named_by_its_address(

@@ -83,6 +83,12 @@ def test_backoff_grows_exponentially_with_full_jitter_and_is_capped() -> None:
     assert backoff_delay(-1, 0.5, 60.0, rng) <= 0.5
 
 
+def test_backoff_with_half_jitter_stays_in_the_upper_half() -> None:
+    rng = random.Random(5)
+    draws = [backoff_delay(3, 0.5, 10.0, rng, jitter=0.5) for _ in range(300)]
+    assert all(2.0 <= d <= 4.0 for d in draws) and min(draws) < 2.2
+
+
 def test_backoff_is_reproducible_with_a_seeded_rng() -> None:
     a = [backoff_delay(n, 0.1, 5.0, random.Random(9)) for n in range(5)]
     b = [backoff_delay(n, 0.1, 5.0, random.Random(9)) for n in range(5)]

@@ -28,7 +28,9 @@ def _of_extra(extra: str) -> dict[str, Requirement]:
     return {
         requirement.name: requirement
         for requirement in _requirements("outboxkit")
-        if requirement.marker is not None and requirement.marker.evaluate({"extra": extra})
+        if requirement.marker is not None
+        and "extra" in str(requirement.marker)  # not a platform-only marker (uvloop)
+        and requirement.marker.evaluate({"extra": extra})
     }
 
 

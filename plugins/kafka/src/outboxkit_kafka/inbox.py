@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from outboxkit.inbox.decoding import InboxMessage, decode
+from outboxkit.inbox.decoding import InboxMessage, decode, record_origin
 
 __all__ = ["read_record"]
 
@@ -17,5 +17,5 @@ def read_record(record: Any) -> InboxMessage:
     partition and offset) for a record outboxkit did not write or whose payload does not
     decode by its content type.
     """
-    source = f"{record.topic}[{record.partition}]@{record.offset}"
-    return decode(record.headers, record.value, topic=record.topic, key=record.key, source=source)
+    topic, source = record_origin(record)
+    return decode(record.headers, record.value, topic=topic, key=record.key, source=source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from outboxkit.inbox.decoding import InboxMessage, decode
+from outboxkit.inbox.decoding import InboxMessage, decode, record_origin
 
 __all__ = ["read_msg"]
 
@@ -17,12 +17,6 @@ def read_msg(msg: Any) -> InboxMessage:
     for JetStream, the stream sequence) for a message outboxkit did not write or whose
     payload does not decode by its content type.
     """
-    source = msg.subject
-    try:
-        metadata = msg.metadata  # JetStream messages only
-    except Exception:
-        metadata = None
-    if metadata is not None:
-        source = f"{msg.subject} (stream {metadata.stream} seq {metadata.sequence.stream})"
+    topic, source = record_origin(msg)
     headers = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Msg-Id"}
-    return decode(headers, msg.data, topic=msg.subject, source=source)
+    return decode(headers, msg.data, topic=topic, source=source)

@@ -15,7 +15,7 @@ import anyio
 
 from outboxkit_postgres.pgoutput import Commit, Insert, Relation, decode
 from outboxkit_postgres.slot import SlotStream
-from outboxkit_postgres.wal_relay import HEARTBEAT, READ_LIMIT, SlotHolder, SlotSession
+from outboxkit_postgres.wal_relay import SlotHolder, SlotSession
 
 __all__ = ["LogWake", "wake_payloads"]
 
@@ -64,16 +64,8 @@ class _WakeSession(SlotSession):
     async def _read(self, stream: SlotStream) -> None:
         names = self.store.names
         shard_column: dict[int, int] = {}  # relation oid -> index of "shard"
-        last_heartbeat = anyio.current_time()
         while True:
-            records = stream.read(READ_LIMIT)
-            if not records:
-                now = anyio.current_time()
-                if now - last_heartbeat >= HEARTBEAT:
-                    stream.confirm(stream.wal_end)
-                    last_heartbeat = now
-                await stream.wait(HEARTBEAT)
-                continue
+            records = await self.next_records(stream)
             shards: set[int] = set()
             end = 0
             for _start, payload in records:

@@ -145,6 +145,7 @@ class SlotSession:
         self.store = holder._store
         self.token = token
         self.stream: SlotStream | None = None
+        self.heartbeat_at = 0.0
 
     async def run(self) -> None:
         """Read the slot until the lease is lost (or cancelled)."""
@@ -163,10 +164,33 @@ class SlotSession:
             try:
                 await stream.open()
                 self.stream = stream
+                self.heartbeat_at = anyio.current_time()
                 return stream
             except SlotBusyError:
                 await anyio.sleep(0.1 * (attempt + 1))
         raise OSError(f"slot {store.slot_name} stays busy with another reader")
+
+    async def next_records(
+        self, stream: SlotStream, *, in_transaction: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """The next records of the slot, waiting for them. While none come, and no transaction
+        is half read or read but unconfirmed (:meth:`pending_since`), the WAL end is confirmed
+        every :data:`HEARTBEAT` seconds so that the server can recycle WAL."""
+        while True:
+            records = stream.read(READ_LIMIT)
+            if records:
+                return records
+            now = anyio.current_time()
+            idle = not in_transaction and self.pending_since() is None
+            if idle and now - self.heartbeat_at >= HEARTBEAT:
+                self.confirm(stream.wal_end)
+                self.heartbeat_at = now
+            await stream.wait(HEARTBEAT)
+
+    def confirm(self, lsn: int) -> None:
+        """Let the server forget the slot's WAL below ``lsn``."""
+        if self.stream is not None:
+            self.stream.confirm(lsn)
 
     async def keep_lease(self) -> None:
         holder = self.holder
@@ -253,20 +277,13 @@ class _Session(SlotSession):
     async def _read(self, stream: SlotStream) -> None:
         limit = self.t._settings.batch_size * 20
         current: list[Message] | None = None
-        last_heartbeat = anyio.current_time()
         while True:
             if self.pending_items >= limit:  # back-pressure: let publishing catch up
                 self.progress = anyio.Event()
                 await self.progress.wait()
                 continue
-            records = stream.read(READ_LIMIT)
-            if not records:
-                now = anyio.current_time()
-                if current is None and not self.txns and now - last_heartbeat >= HEARTBEAT:
-                    self._confirm(stream.wal_end)  # idle: let the server recycle WAL
-                    last_heartbeat = now
-                await stream.wait(HEARTBEAT)
-                continue
+            # no records come while it waits, so pending_items cannot grow meanwhile
+            records = await self.next_records(stream, in_transaction=current is not None)
             for _start, payload in records:
                 record = decode(payload)
                 if isinstance(record, LogicalMessage):
@@ -447,9 +464,9 @@ class _Session(SlotSession):
         while self.txns and self.txns[0].remaining == 0:
             end = self.txns.popleft().end_lsn
         if end is not None:
-            self._confirm(end)
+            self.confirm(end)
 
-    def _confirm(self, lsn: int) -> None:
+    def confirm(self, lsn: int) -> None:
         if lsn > self.confirmed and self.stream is not None:
             self.stream.confirm(lsn)
             self.confirmed = lsn
