@@ -49,6 +49,9 @@ STARTUP_BACKOFF_INITIAL = 0.5
 """Seconds before the second attempt to reach a server at start (then doubling)."""
 STARTUP_BACKOFF_MAX = 10.0
 """Largest pause between two attempts to reach a server at start."""
+LOG_DRAIN_WAIT = 10.0
+"""Seconds ``exit_when_idle`` waits for a log-tailing store's reader to reach the log's end
+as of the check (then it checks again from the start)."""
 
 
 def default_instance_id() -> str:
@@ -66,7 +69,9 @@ class ShardedRelay:
     its leases and leave the instance table (at most 6 s), close publisher and store (at most
     6 s, whatever their servers do), and return; :meth:`abort` makes it return at once. With
     ``exit_when_idle`` it also stops by itself once nothing is left to publish (messages
-    parked behind a dead letter, with ``on_dead_letter="block"``, are not). A relay runs once.
+    parked behind a dead letter, with ``on_dead_letter="block"``, are not; a store that tails
+    a log, with ``log_drained``, must also have published all it committed before the check).
+    A relay runs once.
     """
 
     def __init__(
@@ -280,7 +285,9 @@ class ShardedRelay:
 
     async def _stop_when_idle(self, keeper: LeaseKeeper, pool: WorkerPool) -> None:
         """Stop once a full round found every owned shard empty and nothing is pending but
-        messages parked behind dead letters (with ``on_dead_letter="block"``)."""
+        messages parked behind dead letters (with ``on_dead_letter="block"``); for a store
+        that tails a log, also once every message committed before the check is done."""
+        log_drained = getattr(self._store, "log_drained", None)
         while True:
             await anyio.sleep(self.settings.poll_interval)
             if keeper.rounds == 0:
@@ -293,18 +300,26 @@ class ShardedRelay:
                 log.warning("status check failed (%s)", brief(exc))
                 continue
             parked = status.parked if self.settings.on_dead_letter == "block" else 0
-            if status.pending - parked <= 0:
-                if parked:
-                    log.info(
-                        "nothing to publish: stopping (exit_when_idle); %d messages of %d "
-                        "aggregates wait behind dead letters (on_dead_letter=block)",
-                        parked,
-                        status.blocked_aggregates,
-                    )
-                else:
-                    log.info("nothing pending: stopping (exit_when_idle)")
-                self.stop("nothing pending (exit_when_idle)")
-                return
+            if status.pending - parked > 0:
+                continue
+            if log_drained is not None:
+                try:
+                    if not await log_drained(LOG_DRAIN_WAIT):
+                        continue
+                except Exception as exc:
+                    log.warning("log check failed (%s)", brief(exc))
+                    continue
+            if parked:
+                log.info(
+                    "nothing to publish: stopping (exit_when_idle); %d messages of %d "
+                    "aggregates wait behind dead letters (on_dead_letter=block)",
+                    parked,
+                    status.blocked_aggregates,
+                )
+            else:
+                log.info("nothing pending: stopping (exit_when_idle)")
+            self.stop("nothing pending (exit_when_idle)")
+            return
 
 
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anyio
+
 from tests.e2e.checks import eventually
 from tests.support import REPO
 from tests.support.postgres import pg_connection
@@ -72,6 +74,16 @@ class RelayProcess(ChildProcess):
         log = self.log()
         return "slot lease lost" in log or "broke" in log
 
+    async def exited(self, timeout: float) -> int:
+        """The exit status once the relay stops by itself (``TimeoutError`` after
+        ``timeout`` seconds)."""
+        assert self.process is not None
+        process = self.process
+        try:
+            return await anyio.to_thread.run_sync(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.name} still runs after {timeout:g}s") from None
+
     def stop(self, timeout: float = 20) -> int | None:
         """SIGTERM (graceful: drain, release leases; SIGCONT first, in case it was paused),
         SIGKILL if it does not exit in time; the exit status, or None if it had to be killed."""
@@ -116,6 +128,20 @@ class SlotLease:
                 self.slot_name,
             )
         return int(lsn)
+
+    async def hold(self, owner: str, seconds: float) -> None:
+        """Take the lease as ``owner`` (no relay) for ``seconds``: the relays cannot read the
+        slot until it expires."""
+        async with pg_connection(self.dsn) as conn:
+            await conn.execute(
+                f"INSERT INTO {self.schema}.outbox_slot_lease AS l (slot, owner, token, "
+                "expires_at) VALUES ($1, $2, 1, now() + make_interval(secs => $3)) "
+                "ON CONFLICT (slot) DO UPDATE SET owner = EXCLUDED.owner, "
+                "token = l.token + 1, expires_at = EXCLUDED.expires_at",
+                self.slot_name,
+                owner,
+                seconds,
+            )
 
     async def holder(self) -> RelayProcess:
         """The relay holding the lease, once one does."""

@@ -102,6 +102,18 @@ class Rig:
         async with self.writing(4000, read_first=800):
             yield relay_a, await self.held_shards("relay-a")
 
+    async def relay_exiting_when_idle(self, before: int, during: int, **settings: object) -> int:
+        """``before`` messages committed, then relay ``relay-a`` started with
+        ``exit_when_idle`` and ``during`` more committed once it runs (20 aggregates, 4
+        writers), with ``settings``; the relay's exit status once it stopped by itself."""
+        aggregates = [f"agg-{n}" for n in range(20)]
+        await self.writers.run(before, aggregates, 4)
+        relay = self.start_relay("relay-a", exit_when_idle="true", **settings)
+        await eventually(lambda: "starting on" in relay.log(), 20, "relay-a runs", 0.05)
+        await self.writers.run(during, aggregates, 4)
+        assert relay.running, f"exited before the messages committed while it ran:\n{self.logs()}"
+        return await relay.exited(timeout=60)
+
     async def commit_backlog(self, total: int, aggregates: int) -> None:
         """``total`` messages over ``aggregates`` aggregates, interleaved, in one transaction."""
         writers = self.writers

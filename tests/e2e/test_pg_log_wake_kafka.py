@@ -30,9 +30,8 @@ POLL = 60.0
 
 class LogRig(Rig):
     def relay_env(self, batch_size: int, **settings: object) -> dict[str, str]:
-        return super().relay_env(
-            batch_size, pg_wake_from_log="true", poll_interval=POLL, **settings
-        )
+        defaults: dict[str, object] = dict(pg_wake_from_log="true", poll_interval=POLL)
+        return super().relay_env(batch_size, **(defaults | settings))
 
 
 @pytest.fixture
@@ -120,3 +119,15 @@ async def test_paused_slot_holder_is_fenced(rig: LogRig) -> None:
     except TimeoutError:
         raise AssertionError(paused.log()[-3000:]) from None
     _assert_clean(result, rig, max_duplicates=50 * 6)
+
+
+@pytest.mark.timeout(90)
+async def test_exit_when_idle_stops_once_the_table_is_drained(rig: LogRig) -> None:
+    """The table decides idleness: messages committed before the relay starts and while it
+    runs are all at the broker, exactly once and in order, when it stops by itself."""
+    status = await rig.relay_exiting_when_idle(before=600, during=400, poll_interval=2)
+    result = await rig.delivered(timeout=10)
+
+    assert status == 0, rig.logs()
+    assert "nothing pending: stopping (exit_when_idle)" in rig.relays[0].log()
+    _assert_clean(result, rig, max_duplicates=0)

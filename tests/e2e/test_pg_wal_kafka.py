@@ -276,6 +276,22 @@ async def _write_across_a_restart(
             server.restart()
 
 
+@pytest.mark.timeout(90)
+async def test_exit_when_idle_stops_only_once_the_slot_is_drained(rig: WalRig) -> None:
+    """Messages committed before the relay starts, and while it runs but cannot read the
+    slot yet (another owner holds the slot's lease for 8 s): the relay stops by itself, with
+    status 0, only once every one is at the broker, exactly once and in order."""
+    await rig.lease.hold("someone-else", 8.0)
+
+    status = await rig.relay_exiting_when_idle(before=600, during=400)
+    result = await rig.delivered(timeout=10)
+
+    assert status == 0, rig.logs()
+    assert "nothing pending: stopping (exit_when_idle)" in rig.relays[0].log()
+    assert rig.writers.log.count == 1000
+    _assert_clean(result, rig, max_duplicates=0)
+
+
 @pytest.mark.timeout(60)
 async def test_an_idle_outbox_holds_no_wal_back(rig: WalRig) -> None:
     """Other tables are written, the outbox is not: the heartbeat moves the slot along."""

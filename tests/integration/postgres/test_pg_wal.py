@@ -134,3 +134,42 @@ async def test_a_role_without_replication_gets_one_line(postgres_url: str) -> No
         with anyio.CancelScope(shield=True):
             async with pg_connection(postgres_url) as conn:
                 await conn.execute(f"DROP ROLE {role}")
+
+
+async def test_log_drained_only_once_the_slot_passed_every_commit_before_the_check(
+    postgres_url: str,
+) -> None:
+    """``exit_when_idle``'s check in WAL mode: the slot's confirmed position must reach the
+    server's WAL position taken at the check (here moved by ``pg_replication_slot_advance``,
+    as a reader confirms)."""
+    async with wal_outbox(postgres_url) as schema:
+        store = PostgresWalStore(PostgresSettings(dsn=postgres_url, schema=schema, mode="wal"))
+        await store.open()
+        try:
+            async with pg_connection(postgres_url) as conn:
+                before: int = await conn.fetchval("SELECT pg_current_wal_lsn()")
+                async with conn.transaction():
+                    await PostgresWalOutbox(schema=schema).add(conn, make_message("a"))
+
+                async def advance(lsn: int | None) -> None:
+                    await conn.execute(
+                        "SELECT pg_replication_slot_advance($1, coalesce($2::pg_lsn, "
+                        "pg_current_wal_lsn()))",
+                        store.slot_name,
+                        lsn,
+                    )
+
+                async def read_on() -> None:  # a reader confirming as the WAL grows
+                    while True:
+                        await advance(None)
+                        await anyio.sleep(0.05)
+
+                assert not await store.log_drained(0.3), "nothing read the slot"
+                await advance(before)
+                assert not await store.log_drained(0.3), "the commit was not read"
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_on)
+                    assert await store.log_drained(5.0)
+                    tg.cancel_scope.cancel()
+        finally:
+            await store.close()

@@ -24,6 +24,7 @@ __all__ = [
     "SlotBusyError",
     "SlotStream",
     "check_slot",
+    "confirmed_past",
     "drop_slot",
     "ensure_slot",
     "libpq_tls",
@@ -246,3 +247,15 @@ async def slot_lag(conn: asyncpg.Connection, slot: str) -> tuple[int, bool, str]
     None if there is no such slot."""
     row = await conn.fetchrow(_LAG, slot)
     return None if row is None else (row["lag_bytes"], row["active"], row["wal_status"])
+
+
+async def confirmed_past(conn: asyncpg.Connection, slot: str, lsn: int) -> bool:
+    """Whether ``slot``'s confirmed position reached ``lsn``."""
+    return bool(
+        await conn.fetchval(
+            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots "
+            "WHERE slot_name = $1",
+            slot,
+            lsn,
+        )
+    )

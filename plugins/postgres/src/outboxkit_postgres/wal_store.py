@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
 import asyncpg
 import msgspec
 
@@ -24,6 +25,7 @@ from outboxkit_postgres.settings import PostgresSettings
 from outboxkit_postgres.slot import (
     SlotStream,
     check_slot,
+    confirmed_past,
     drop_slot,
     ensure_slot,
     libpq_tls,
@@ -36,6 +38,9 @@ from outboxkit_postgres.wal_relay import SlotHolder, WalTail
 __all__ = ["PostgresWalStore"]
 
 _headers = msgspec.json.Encoder()
+
+DRAIN_POLL = 0.1
+"""Seconds between two looks at the slot's confirmed position in :meth:`log_drained`."""
 
 
 class PostgresWalStore(PostgresStore):
@@ -104,6 +109,22 @@ class PostgresWalStore(PostgresStore):
         await self._leasing().execute(
             "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self._names.channel, payloads
         )
+
+    async def log_drained(self, timeout: float) -> bool:
+        """Whether every message committed before the call is done (published,
+        dead-lettered or parked in the table): the slot's confirmed position reaches the
+        server's WAL position taken now (``pg_current_wal_lsn()``) within ``timeout`` seconds.
+        The holder's heartbeat confirms past WAL without outbox messages, whoever holds the
+        slot. ``exit_when_idle`` asks this once the table is idle."""
+        pool = self._leasing()
+        target: int = await pool.fetchval("SELECT pg_current_wal_lsn()")
+        with anyio.move_on_after(timeout):
+            while True:
+                async with pool.acquire() as conn:
+                    if await confirmed_past(conn, self.slot_name, target):
+                        return True
+                await anyio.sleep(DRAIN_POLL)
+        return False
 
     # -- the slot's lease -------------------------------------------------------------------
     async def slot_acquire(self, owner: str, ttl: float) -> int | None:
@@ -245,6 +266,10 @@ class PostgresLogWokenStore(PostgresWalStore):
 
     def _published_table(self) -> str | None:
         return self._names.render("{{schema}}.{{table}}")
+
+    async def log_drained(self, timeout: float) -> bool:
+        """Always True: the table decides idleness (the slot only wakes the relays)."""
+        return True
 
     def tail(
         self, publisher: Publisher, settings: RelaySettings, metrics: RelayMetrics, owner: str
