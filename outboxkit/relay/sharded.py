@@ -35,6 +35,7 @@ from outboxkit.protocols import Publisher, Store
 from outboxkit.relay.backoff import backoff_delay
 from outboxkit.relay.leases import LeaseKeeper
 from outboxkit.relay.log import brief, log
+from outboxkit.relay.merging import PublishMerger
 from outboxkit.relay.pool import WorkerPool
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.wakeup import Wakeup
@@ -207,6 +208,7 @@ class ShardedRelay:
     async def _serve(self, stop_event: anyio.Event) -> None:
         settings = self.settings
         wakeup = Wakeup()
+        merger = PublishMerger(self._publisher, settings.batch_size)
         context = RelayContext(
             store=self._store,
             publisher=self._publisher,
@@ -214,6 +216,7 @@ class ShardedRelay:
             metrics=self.metrics,
             wakeup=wakeup,
             rng=self._rng,
+            merger=merger,
         )
         pool = self._pool = WorkerPool(context)
         keeper = LeaseKeeper(self._store, self.owner, settings.lease_ttl, pool, self._rng)
@@ -230,6 +233,7 @@ class ShardedRelay:
                 if tail is not None:
                     reader = tail(self._publisher, settings, self.metrics, self.owner)
                     services.start_soon(reader.run)
+                merger.bind(services)
                 async with anyio.create_task_group() as workers:
                     pool.bind(workers)
                     services.start_soon(keeper.run)

@@ -6,7 +6,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import anyio
 
@@ -24,6 +24,7 @@ from outboxkit.protocols import (
 from outboxkit.relay.backoff import backoff_delay
 from outboxkit.relay.early_acks import EarlyAcks
 from outboxkit.relay.log import brief, log
+from outboxkit.relay.merging import MiscountError, PublishMerger
 from outboxkit.relay.sequencing import sequenced
 from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.settlement import Settlement, settle
@@ -44,6 +45,8 @@ class RelayContext:
     metrics: RelayMetrics
     wakeup: Wakeup
     rng: random.Random
+    merger: PublishMerger | None = None
+    """Merges the publish calls of workers woken together; None: each batch goes alone."""
 
 
 class ShardWorker:
@@ -69,6 +72,7 @@ class ShardWorker:
         self._scope = anyio.CancelScope()
         self._store = context.store
         self._publisher = context.publisher
+        self._merger = context.merger or PublishMerger(context.publisher, 0)
         self._settings = context.settings
         self._metrics = context.metrics
         self._wakeup = context.wakeup
@@ -220,21 +224,16 @@ class ShardWorker:
         envelopes: Sequence[Envelope],
         delivered: Callable[[Sequence[int]], None] | None = None,
     ) -> Sequence[Outcome]:
-        """Publish a batch (reporting deliveries to ``delivered`` if given); a publisher
-        exception fails the whole batch, retriably."""
+        """Publish a batch (reporting deliveries to ``delivered`` if given), in a publisher
+        call that the batches of other shards woken together may share (:mod:`merging`); a
+        publisher exception fails the whole batch, retriably."""
         messages = sequenced(envelopes)
         try:
-            if delivered is None:
-                outcomes = await self._publisher.publish(messages)
-            else:
-                reporting = cast(ReportsDeliveries, self._publisher)
-                outcomes = await reporting.publish_reporting(messages, delivered)
+            return await self._merger.publish(messages, delivered)
+        except MiscountError as exc:
+            error = str(exc)
         except Exception as exc:
             error = f"publisher raised {brief(exc)}"
-        else:
-            if len(outcomes) == len(envelopes):
-                return outcomes
-            error = f"publisher returned {len(outcomes)} outcomes for {len(envelopes)} messages"
         log.warning("shard %d: %s; retrying %d messages", self.shard, error, len(envelopes))
         return [Failed(error, retriable=True)] * len(envelopes)
 

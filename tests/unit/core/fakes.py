@@ -67,6 +67,24 @@ class FakeStore(MemoryStore):
         self.closed = True
 
 
+class ReportingPublisher:
+    """Base of scripted publishers that report deliveries: ``publish`` reports to nobody."""
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
+        return await self.publish_reporting(messages, lambda _indices: None)
+
+    async def publish_reporting(
+        self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
+    ) -> list[Outcome]:
+        raise NotImplementedError
+
+
 FailRule = Callable[[Message, int], Outcome | None]
 """Given a message and its attempt number (1-based), an outcome to force, or None."""
 

@@ -11,7 +11,14 @@ import pytest
 from outboxkit.message import Message
 from outboxkit.protocols import Delivered, Failed, Outcome, ReportsDeliveries
 from outboxkit.relay import ShardedRelay
-from tests.unit.core.fakes import FakeStore, messages, running, settings, wait_for
+from tests.unit.core.fakes import (
+    FakeStore,
+    ReportingPublisher,
+    messages,
+    running,
+    settings,
+    wait_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +27,7 @@ Step = tuple[list[int], anyio.Event | None]
 
 
 @dataclass
-class ScriptedPublisher:
+class ScriptedPublisher(ReportingPublisher):
     """Its first call reports deliveries step by step and returns ``outcomes``; later calls
     deliver everything at once. ``calls`` holds the messages of each call."""
 
@@ -28,15 +35,6 @@ class ScriptedPublisher:
     outcomes: list[Outcome]
     calls: list[list[Message]] = field(default_factory=list)
     first_done: anyio.Event = field(default_factory=anyio.Event)
-
-    async def open(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def publish(self, messages: Sequence[Message]) -> list[Outcome]:
-        return await self.publish_reporting(messages, lambda _indices: None)
 
     async def publish_reporting(
         self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
