@@ -171,16 +171,18 @@ def take_batch(
     ``limit`` bytes (0: one record per batch); records settled already or held back are
     skipped. Returns the records appended and the position after the last one looked at."""
     members: list[Record] = []
-    position = start
-    while position < len(records):
+    outcomes, failed, append = call.outcomes, call.failed, builder.append
+    position, end = start, len(records)
+    while position < end:
         record = records[position]
-        if call.settled(record.index):
+        # call.settled(), inlined: this runs for every record
+        if outcomes[record.index] is not None or (failed and call.held_back(record.index)):
             position += 1
             continue
         if limit is not None and members and builder.size() + record.size > limit:
             break
         value, headers = record.message.payload, record.headers
-        if builder.append(key=record.key, value=value, timestamp=None, headers=headers) is None:
+        if append(key=record.key, value=value, timestamp=None, headers=headers) is None:
             break  # full (the first record always fits)
         members.append(record)
         position += 1

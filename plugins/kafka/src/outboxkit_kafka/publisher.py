@@ -246,7 +246,7 @@ class KafkaPublisher:
                     failures[topic] = await self._classify(exc, topic)
         planned: dict[tuple[str, int], list[Record]] = {}
         for index in range(len(call.messages)):
-            if call.held_back(index):
+            if call.failed and call.held_back(index):
                 continue
             topic = call.topics[index]
             failure = failures.get(topic)
