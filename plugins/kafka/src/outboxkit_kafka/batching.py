@@ -54,7 +54,8 @@ class Partitions:
     def __init__(self, producer: Any) -> None:
         self._producer = producer
         self._lists: dict[str, tuple[list[int], list[int]]] = {}
-        self._chosen: dict[tuple[str, bytes], int] = {}
+        self._chosen: dict[str, dict[bytes, int]] = {}
+        """Per loaded topic: the partition of each key seen."""
 
     async def load(self, topic: str) -> None:
         """Get the producer's metadata of ``topic`` if it has none (raising as ``send()``
@@ -67,14 +68,15 @@ class Partitions:
             list(metadata.partitions_for_topic(topic)),
             list(metadata.available_partitions_for_topic(topic)),
         )
+        self._chosen[topic] = {}
 
     def of(self, topic: str, key: bytes) -> int:
         """The partition of ``key`` in ``topic`` (loaded first)."""
-        partition = self._chosen.get((topic, key))
+        chosen = self._chosen[topic]
+        partition = chosen.get(key)
         if partition is None:
             every, available = self._lists[topic]
-            partition = self._producer._partitioner(key, every, available)
-            self._chosen[(topic, key)] = partition
+            partition = chosen[key] = self._producer._partitioner(key, every, available)
         return partition
 
 
