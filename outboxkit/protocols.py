@@ -32,6 +32,7 @@ __all__ = [
     "Store",
     "StoreGauges",
     "StoreStatus",
+    "WakesEarly",
     "not_sent",
 ]
 
@@ -391,6 +392,26 @@ class ReportsDeliveries(Protocol):
         self, messages: Sequence[Message], delivered: Callable[[Sequence[int]], None]
     ) -> list[Outcome]:
         """``publish(messages)``, calling ``delivered`` as acknowledgements arrive."""
+        ...
+
+
+@runtime_checkable
+class WakesEarly(Protocol):
+    """Optional store capability: wake-ups that may arrive before the rows they name are
+    visible to a claim.
+
+    A store woken by a reader of the database's log (PostgreSQL's table store woken by a
+    replication slot) can name a shard as soon as a commit is in the log, a moment before
+    the committing transaction is visible to other sessions. A claim started by such a
+    wake-up may then find nothing, and no later wake-up names the row. When
+    ``wakes_early`` is true, a claim a named wake-up started that finds nothing is repeated
+    after :data:`outboxkit.relay.worker.EARLY_WAKE_RETRIES` seconds instead of waiting for
+    the next poll.
+    """
+
+    @property
+    def wakes_early(self) -> bool:
+        """True if a wake-up may precede the visibility of the rows it names."""
         ...
 
 

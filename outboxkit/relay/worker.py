@@ -20,6 +20,7 @@ from outboxkit.protocols import (
     Publisher,
     ReportsDeliveries,
     Store,
+    WakesEarly,
 )
 from outboxkit.relay.backoff import backoff_delay
 from outboxkit.relay.early_acks import EarlyAcks
@@ -29,7 +30,12 @@ from outboxkit.relay.settings import RelaySettings
 from outboxkit.relay.settlement import Settlement, settle
 from outboxkit.relay.wakeup import Wakeup
 
-__all__ = ["RelayContext", "ShardWorker"]
+__all__ = ["EARLY_WAKE_RETRIES", "RelayContext", "ShardWorker"]
+
+EARLY_WAKE_RETRIES = (0.01, 0.05)
+"""Seconds after which a claim that a named wake-up started and that found nothing is
+repeated, with a store whose wake-ups may precede the rows' visibility
+(:class:`~outboxkit.protocols.WakesEarly`)."""
 
 T = TypeVar("T")
 
@@ -77,6 +83,9 @@ class ShardWorker:
             self._publisher, ReportsDeliveries
         )
         """The publisher reports deliveries mid-call: ack them early (:mod:`early_acks`)."""
+        self._early = isinstance(self._store, WakesEarly) and self._store.wakes_early
+        """Wake-ups may precede the rows' visibility: an empty named claim is repeated."""
+        self._early_retries = 0
         self._next_due: float | None = None
         self._noticed = False
         """The last wake-up named this shard (a writer's notice, not a poll)."""
@@ -132,8 +141,9 @@ class ShardWorker:
                 continue
             self.idle = not envelopes
             if not envelopes:
-                await self._pause(wake)
+                await self._pause(wake, retry=self._early_retry())
                 continue
+            self._early_retries = 0
             self.busy = settled = True
             try:
                 await self._relay(envelopes)
@@ -174,15 +184,26 @@ class ShardWorker:
             return await call
         raise StoreUnavailableError(f"{what} on shard {self.shard} took over {limit:g}s")
 
-    async def _pause(self, wake: anyio.Event) -> None:
-        """Wait for a wake-up, the poll interval, or the next retry coming due."""
+    def _early_retry(self) -> float | None:
+        """Seconds until an empty claim is repeated because its named wake-up may have come
+        before the rows were visible (:class:`~outboxkit.protocols.WakesEarly`); None when
+        it is not (any more)."""
+        if not (self._early and self._noticed) or self._early_retries >= len(EARLY_WAKE_RETRIES):
+            self._early_retries = 0
+            return None
+        self._early_retries += 1
+        return EARLY_WAKE_RETRIES[self._early_retries - 1]
+
+    async def _pause(self, wake: anyio.Event, retry: float | None = None) -> None:
+        """Wait for a wake-up, the poll interval (``retry`` s if given), or the next retry
+        coming due. An early retry keeps the shard marked as named."""
         if self.stopping:
             return
-        timeout = self._settings.poll_interval
+        timeout = self._settings.poll_interval if retry is None else retry
         now = anyio.current_time()
         if self._next_due is not None:
             timeout = min(timeout, max(0.0, self._next_due - now))
-        self._noticed = False
+        self._noticed = self._noticed and retry is not None  # a wake-up below replaces it
         self._wakeup.park(self.shard)
         try:
             with anyio.move_on_after(timeout):

@@ -6,6 +6,7 @@ import random
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from outboxkit.message import Message
 from outboxkit.protocols import Failed, Outcome, Relay
@@ -382,3 +383,58 @@ async def test_exit_when_idle_waits_for_pending_retries() -> None:
         await relay.run()
     assert not store.rows
     assert per_aggregate_order(publisher.delivered)["agg-0"] == [0, 1]
+
+
+class EarlyWakingStore(FakeStore):
+    """Wakes a shard a moment before its row is visible to a claim, as a log reader can."""
+
+    wakes_early = True
+    later: TaskGroup
+    """Where the rows become visible (the test's task group)."""
+
+    def add_woken_early(self, message: Message, visible_after: float) -> None:
+        """Name the shard of ``message`` now; the row is visible ``visible_after`` s later,
+        without a wake-up of its own."""
+        shard = shard_of(message.aggregate_id, self.shard_count)
+        self._woke.add(shard)
+        if self._signal is not None:
+            self._signal.set()
+
+        async def commit_visible() -> None:
+            await anyio.sleep(visible_after)
+            self._insert(shard, message)
+            self._woke.discard(shard)
+
+        self.later.start_soon(commit_visible)
+
+
+@pytest.mark.parametrize("visible_after", [0.005, 0.03])
+async def test_a_wake_up_ahead_of_its_row_is_claimed_again_soon(visible_after: float) -> None:
+    """A claim that an early wake-up started finds nothing; the row is claimed again within
+    the early retries, not at the next poll (30 s here)."""
+    store, publisher = EarlyWakingStore(shard_count=4), FakePublisher()
+    store.wakes_every_commit = True
+    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+    async def body() -> None:
+        await wait_for(lambda: len(relay.shards) == 4 and store.calls["claim"] >= 4)
+        await anyio.sleep(0.2)  # every worker found nothing and waits for a wake-up
+        async with anyio.create_task_group() as store.later:
+            store.add_woken_early(messages(aggregates=1, per_aggregate=1)[0], visible_after)
+            await wait_for(lambda: len(publisher.delivered) == 1, timeout=2.0)
+
+    await running([relay], body)
+
+
+async def test_a_store_that_does_not_wake_early_waits_for_a_wake_up_or_the_poll() -> None:
+    """Without ``wakes_early`` an empty claim is not repeated: the relay waits."""
+    store, publisher = FakeStore(shard_count=1), FakePublisher()
+    store.wakes_every_commit = True
+    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+    async def body() -> None:
+        await wait_for(lambda: len(relay.shards) == 1 and store.calls["claim"] >= 1)
+        await anyio.sleep(0.3)
+        assert store.calls["claim"] == 1
+
+    await running([relay], body)

@@ -267,6 +267,12 @@ class PostgresLogWokenStore(PostgresWalStore):
     def _published_table(self) -> str | None:
         return self._names.render("{{schema}}.{{table}}")
 
+    @property
+    def wakes_early(self) -> bool:
+        """True: the slot can show a commit a moment before the committing transaction is
+        visible to the relay's claim (:class:`outboxkit.protocols.WakesEarly`)."""
+        return True
+
     async def log_drained(self, timeout: float) -> bool:
         """Always True: the table decides idleness (the slot only wakes the relays)."""
         return True
