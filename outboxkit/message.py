@@ -38,6 +38,8 @@ HEADER_EVENT_TYPE = "outboxkit-event-type"
 HEADER_SEQUENCE = "outboxkit-sequence"
 """The message's sequence number within its aggregate, set by the relay from the store (see
 :attr:`outboxkit.protocols.Envelope.sequence`); absent if the store keeps none."""
+RESERVED_PREFIX = "outboxkit-"
+"""Headers of a message starting with it are not sent (see :func:`broker_headers`)."""
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 ROUTING_FIELDS = frozenset({"topic", "aggregate_type", "aggregate_id", "event_type"})
@@ -213,7 +215,7 @@ def broker_headers(message: Message) -> list[tuple[str, str]]:
     Of the message's own headers, those starting with ``outboxkit-`` are dropped (a writer
     cannot forge them), except :data:`HEADER_SEQUENCE`, which the relay sets.
     """
-    headers = [(k, v) for k, v in message.headers.items() if not k.startswith("outboxkit-")]
+    headers = [(k, v) for k, v in message.headers.items() if not k.startswith(RESERVED_PREFIX)]
     headers += [
         (HEADER_ID, str(message.id)),
         (HEADER_AGGREGATE_TYPE, message.aggregate_type),

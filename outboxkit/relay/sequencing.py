@@ -12,9 +12,7 @@ from outboxkit.protocols import Envelope
 __all__ = ["sequenced"]
 
 
-def _copier(message: Message) -> Callable[[], Message]:
-    copy: Callable[[], Message] = message.__copy__  # type: ignore[attr-defined]
-    return copy
+_copy: Callable[[Message], Message] = Message.__copy__  # type: ignore[attr-defined]
 
 
 def sequenced(envelopes: Sequence[Envelope]) -> list[Message]:
@@ -25,13 +23,13 @@ def sequenced(envelopes: Sequence[Envelope]) -> list[Message]:
     was validated when written): the claimed envelope is left as it is.
     """
     messages: list[Message] = []
+    append = messages.append
     for envelope in envelopes:
         message = envelope.message
-        if envelope.sequence is not None:
-            tagged = _copier(message)()
-            force_setattr(
-                tagged, "headers", {**message.headers, HEADER_SEQUENCE: str(envelope.sequence)}
-            )
+        sequence = envelope.sequence
+        if sequence is not None:
+            tagged = _copy(message)
+            force_setattr(tagged, "headers", {**message.headers, HEADER_SEQUENCE: str(sequence)})
             message = tagged
-        messages.append(message)
+        append(message)
     return messages

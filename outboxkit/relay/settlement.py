@@ -48,16 +48,18 @@ def settle(
     plan = Settlement()
     failed_aggregates: set[str] = set()
     delays: dict[tuple[str, int], float] = {}
+    delivered, duplicates = plan.delivered.append, 0
     for envelope, outcome in zip(envelopes, outcomes, strict=True):
-        aggregate = envelope.message.aggregate_id
-        if aggregate in failed_aggregates:
+        # the aggregate is looked up only once one failed: most batches have no failure
+        if failed_aggregates and envelope.message.aggregate_id in failed_aggregates:
             plan.held_back.append(envelope)
         elif isinstance(outcome, Delivered):
-            plan.delivered.append(envelope)
-            plan.duplicates += outcome.duplicate
+            delivered(envelope)
+            duplicates += outcome.duplicate
         else:
-            failed_aggregates.add(aggregate)
+            failed_aggregates.add(envelope.message.aggregate_id)
             _plan_failure(plan, envelope, outcome, max_attempts, delay_for, delays)
+    plan.duplicates = duplicates
     return plan
 
 

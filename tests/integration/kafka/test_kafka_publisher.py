@@ -16,7 +16,9 @@ from outboxkit.message import (
     HEADER_AGGREGATE_TYPE,
     HEADER_EVENT_TYPE,
     HEADER_ID,
+    HEADER_SEQUENCE,
     Message,
+    broker_headers,
 )
 from outboxkit.plugins import PUBLISHER_GROUP, PublisherPlugin
 from outboxkit.protocols import Delivered, Failed
@@ -87,6 +89,24 @@ async def test_headers_carry_ids_types_trace_context_and_content_type(
     assert headers["content-type"] == b"application/json"
     assert "traceparent" not in by_id[str(plain.id)]
     assert by_id[str(plain.id)][HEADER_ID] == str(plain.id).encode()
+
+
+async def test_headers_are_sent_in_broker_headers_order_then_content_type(
+    kafka_bootstrap: str, publisher: KafkaPublisher, destination: str
+) -> None:
+    own = {"a": "1", HEADER_ID: "forged", "b": "é", HEADER_SEQUENCE: "42"}
+    sequenced = make_message("o-1", topic=destination, headers=own)
+    plain = make_message("o-2", topic=destination, headers={"c": "3"})
+
+    assert await publisher.publish([sequenced, plain]) == [Delivered(), Delivered()]
+
+    records = await consume_records(kafka_bootstrap, destination, 2, 20)
+    sent = {dict(r.headers)[HEADER_ID].decode(): list(r.headers) for r in records}
+    for message in (sequenced, plain):
+        expected = [(k, v.encode()) for k, v in broker_headers(message)]
+        expected.append(("content-type", message.content_type.encode()))
+        assert sent[str(message.id)] == expected
+    assert [k for k, _ in sent[str(sequenced.id)]][-2:] == [HEADER_SEQUENCE, "content-type"]
 
 
 async def test_topic_template_routes_by_aggregate_type(

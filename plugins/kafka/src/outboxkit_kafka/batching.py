@@ -40,11 +40,11 @@ class Record(msgspec.Struct):
     """Delivery of this record still queued by an earlier call: awaited, not queued again."""
 
 
-def record_size(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> int:
-    """aiokafka's upper bound of a record's size, the one ``send()`` checks against
-    ``max_request_size``."""
-    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
-    return size
+record_size: Callable[[bytes, bytes, list[tuple[str, bytes]]], int] = (
+    DefaultRecordBatchBuilder.estimate_size_in_bytes
+)
+"""aiokafka's upper bound of a record's size, the one ``send()`` checks against
+``max_request_size`` (its own function: no Python call around it per record)."""
 
 
 class Partitions:
@@ -54,7 +54,8 @@ class Partitions:
     def __init__(self, producer: Any) -> None:
         self._producer = producer
         self._lists: dict[str, tuple[list[int], list[int]]] = {}
-        self._chosen: dict[tuple[str, bytes], int] = {}
+        self._chosen: dict[str, dict[bytes, int]] = {}
+        """Per loaded topic: the partition of each key seen."""
 
     async def load(self, topic: str) -> None:
         """Get the producer's metadata of ``topic`` if it has none (raising as ``send()``
@@ -67,14 +68,15 @@ class Partitions:
             list(metadata.partitions_for_topic(topic)),
             list(metadata.available_partitions_for_topic(topic)),
         )
+        self._chosen[topic] = {}
 
     def of(self, topic: str, key: bytes) -> int:
         """The partition of ``key`` in ``topic`` (loaded first)."""
-        partition = self._chosen.get((topic, key))
+        chosen = self._chosen[topic]
+        partition = chosen.get(key)
         if partition is None:
             every, available = self._lists[topic]
-            partition = self._producer._partitioner(key, every, available)
-            self._chosen[(topic, key)] = partition
+            partition = chosen[key] = self._producer._partitioner(key, every, available)
         return partition
 
 
@@ -171,16 +173,18 @@ def take_batch(
     ``limit`` bytes (0: one record per batch); records settled already or held back are
     skipped. Returns the records appended and the position after the last one looked at."""
     members: list[Record] = []
-    position = start
-    while position < len(records):
+    outcomes, failed, append = call.outcomes, call.failed, builder.append
+    position, end = start, len(records)
+    while position < end:
         record = records[position]
-        if call.settled(record.index):
+        # call.settled(), inlined: this runs for every record
+        if outcomes[record.index] is not None or (failed and call.held_back(record.index)):
             position += 1
             continue
         if limit is not None and members and builder.size() + record.size > limit:
             break
         value, headers = record.message.payload, record.headers
-        if builder.append(key=record.key, value=value, timestamp=None, headers=headers) is None:
+        if append(key=record.key, value=value, timestamp=None, headers=headers) is None:
             break  # full (the first record always fits)
         members.append(record)
         position += 1
