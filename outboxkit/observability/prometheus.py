@@ -36,7 +36,11 @@ COUNTERS = (
     ("outboxkit_messages_retried", "Messages handed back to the store for a retry", "retried"),
     ("outboxkit_messages_dead_lettered", "Messages moved to the dead letters", "dead_lettered"),
     ("outboxkit_lease_losses", "Shard leases taken away while held", "lease_lost"),
-    ("outboxkit_publish_calls", "Publish calls (one per claimed batch)", "batches"),
+    (
+        "outboxkit_publish_calls",
+        "Claimed batches published (batches of one event-loop turn may share a publisher call)",
+        "batches",
+    ),
 )
 
 HISTOGRAMS = (
