@@ -39,16 +39,7 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 from outboxkit import metrics
 from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import PublisherUnavailableError
-from outboxkit.message import (
-    HEADER_AGGREGATE_ID,
-    HEADER_AGGREGATE_TYPE,
-    HEADER_EVENT_TYPE,
-    HEADER_ID,
-    HEADER_SEQUENCE,
-    RESERVED_PREFIX,
-    Message,
-    route,
-)
+from outboxkit.message import Message, broker_headers, route
 from outboxkit.protocols import Failed, Outcome
 from outboxkit_kafka.batching import Call, Partitions, Record, record_size
 from outboxkit_kafka.connection import start_producer
@@ -77,22 +68,8 @@ class PublisherStats(metrics.PublisherStats, kw_only=True):
 
 
 def _record_headers(message: Message) -> list[tuple[str, bytes]]:
-    """:func:`~outboxkit.message.broker_headers` then ``content-type``, values encoded.
-
-    Built in one pass (same headers, same order): about 1 us a message less than encoding
-    the list of ``broker_headers``.
-    """
-    own = message.headers
-    headers = [(k, v.encode()) for k, v in own.items() if not k.startswith(RESERVED_PREFIX)]
-    headers += (
-        (HEADER_ID, str(message.id).encode()),
-        (HEADER_AGGREGATE_TYPE, message.aggregate_type.encode()),
-        (HEADER_AGGREGATE_ID, message.aggregate_id.encode()),
-        (HEADER_EVENT_TYPE, message.event_type.encode()),
-    )
-    sequence = own.get(HEADER_SEQUENCE)
-    if sequence is not None:
-        headers.append((HEADER_SEQUENCE, sequence.encode()))
+    """:func:`~outboxkit.message.broker_headers` then ``content-type``, values encoded."""
+    headers = [(k, v.encode()) for k, v in broker_headers(message)]
     headers.append((CONTENT_TYPE_HEADER, message.content_type.encode()))
     return headers
 
@@ -246,7 +223,7 @@ class KafkaPublisher:
                     failures[topic] = await self._classify(exc, topic)
         planned: dict[tuple[str, int], list[Record]] = {}
         for index in range(len(call.messages)):
-            if call.failed and call.held_back(index):
+            if call.held_back(index):
                 continue
             topic = call.topics[index]
             failure = failures.get(topic)
