@@ -106,6 +106,8 @@ class Call:
     def held_back(self, index: int) -> bool:
         """Whether message ``index`` is held back (outcome set) because an earlier message
         of its aggregate failed (a later one never holds it back)."""
+        if not self.failed:  # nothing failed (most calls): no lookup per record
+            return False
         earlier = self.failed.get(self.messages[index].aggregate_id)
         if earlier is None or earlier >= index:
             return False
@@ -115,7 +117,7 @@ class Call:
 
     def settled(self, index: int) -> bool:
         """Whether message ``index`` has an outcome already or is held back now."""
-        return self.outcomes[index] is not None or (bool(self.failed) and self.held_back(index))
+        return self.outcomes[index] is not None or self.held_back(index)
 
     def fail(self, index: int, failure: Failed) -> None:
         self.outcomes[index] = failure
@@ -173,12 +175,11 @@ def take_batch(
     ``limit`` bytes (0: one record per batch); records settled already or held back are
     skipped. Returns the records appended and the position after the last one looked at."""
     members: list[Record] = []
-    outcomes, failed, append = call.outcomes, call.failed, builder.append
+    append = builder.append
     position, end = start, len(records)
     while position < end:
         record = records[position]
-        # call.settled(), inlined: this runs for every record
-        if outcomes[record.index] is not None or (failed and call.held_back(record.index)):
+        if call.settled(record.index):
             position += 1
             continue
         if limit is not None and members and builder.size() + record.size > limit:
