@@ -51,8 +51,8 @@ class RelayContext:
     metrics: RelayMetrics
     wakeup: Wakeup
     rng: random.Random
-    merger: PublishMerger | None = None
-    """Merges the publish calls of workers woken together; None: each batch goes alone."""
+    merger: PublishMerger
+    """Merges the publish calls of workers woken together."""
 
 
 class ShardWorker:
@@ -78,7 +78,7 @@ class ShardWorker:
         self._scope = anyio.CancelScope()
         self._store = context.store
         self._publisher = context.publisher
-        self._merger = context.merger or PublishMerger(context.publisher, 0)
+        self._merger = context.merger
         self._settings = context.settings
         self._metrics = context.metrics
         self._wakeup = context.wakeup
