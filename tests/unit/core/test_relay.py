@@ -29,6 +29,19 @@ from tests.unit.core.fakes import (
 pytestmark = pytest.mark.anyio
 
 
+def woken_relay(store: FakeStore, publisher: FakePublisher, *, wakes: bool = True) -> ShardedRelay:
+    """A relay over ``store`` (waking every commit unless ``wakes`` is False) whose poll and
+    lease never come due within a test: only wake-ups make it claim."""
+    store.wakes_every_commit = wakes
+    return ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+
+
+async def every_shard_claimed(relay: ShardedRelay, store: FakeStore) -> None:
+    """Wait until ``relay`` owns every shard of ``store`` and each has claimed once."""
+    count = store.shard_count
+    await wait_for(lambda: len(relay.shards) == count and store.calls["claim"] >= count)
+
+
 def fail_first(aggregate: str, times: int, retriable: bool = True) -> FailRule:
     """Fail the first message of ``aggregate`` on its first ``times`` attempts."""
 
@@ -86,11 +99,10 @@ async def test_no_claim_again_after_a_short_batch_when_every_commit_wakes(
     """Each add wakes the shard that got the message (1 claim). After its short batch, the
     worker claims again at once only if a commit might have gone unnoticed."""
     store, publisher = FakeStore(shard_count=2), FakePublisher()
-    store.wakes_every_commit = wakes
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher, wakes=wakes)
 
     async def body() -> None:
-        await wait_for(lambda: len(relay.shards) == 2 and store.calls["claim"] >= 2)
+        await every_shard_claimed(relay, store)
         await anyio.sleep(0.05)
         before = store.calls["claim"]
         for i in range(5):
@@ -108,9 +120,8 @@ async def test_without_notices_from_writers_a_short_batch_is_followed_by_a_claim
     the batch was found by a poll (here: the first claim), so the worker claims again at
     once instead of waiting for a notice that will not come."""
     store, publisher = FakeStore(shard_count=1), FakePublisher()
-    store.wakes_every_commit = True
     store.add(*messages(aggregates=1, per_aggregate=1))
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher)
 
     async def body() -> None:
         await wait_for(lambda: not store.rows)
@@ -122,9 +133,8 @@ async def test_without_notices_from_writers_a_short_batch_is_followed_by_a_claim
 async def test_a_commit_during_a_batch_is_claimed_at_once_when_every_commit_wakes() -> None:
     store, gate = FakeStore(shard_count=1), anyio.Event()
     publisher = FakePublisher(gate=gate)
-    store.wakes_every_commit = True
     store.add(*messages(aggregates=1, per_aggregate=1, prefix="first"))
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher)
 
     async def body() -> None:
         await wait_for(lambda: publisher.in_flight > 0)
@@ -153,11 +163,10 @@ async def test_a_named_wake_up_waits_for_the_group_in_flight_at_most_group_wait(
     slow, quick = _on_two_shards(8)
     publisher = FakePublisher(delay=lambda m: 1.0 if m.id == slow.id else 0.0)
     store = FakeStore(shard_count=8)
-    store.wakes_every_commit = True
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher)
 
     async def body() -> None:
-        await wait_for(lambda: len(relay.shards) == 8 and store.calls["claim"] >= 8)
+        await every_shard_claimed(relay, store)
         await anyio.sleep(0.3)  # every worker found nothing and waits for a wake-up
         store.add(slow)
         await wait_for(lambda: publisher.in_flight == 1, timeout=2.0)
@@ -413,11 +422,10 @@ async def test_a_wake_up_ahead_of_its_row_is_claimed_again_soon(visible_after: f
     """A claim that an early wake-up started finds nothing; the row is claimed again within
     the early retries, not at the next poll (30 s here)."""
     store, publisher = EarlyWakingStore(shard_count=4), FakePublisher()
-    store.wakes_every_commit = True
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher)
 
     async def body() -> None:
-        await wait_for(lambda: len(relay.shards) == 4 and store.calls["claim"] >= 4)
+        await every_shard_claimed(relay, store)
         await anyio.sleep(0.2)  # every worker found nothing and waits for a wake-up
         async with anyio.create_task_group() as store.later:
             store.add_woken_early(messages(aggregates=1, per_aggregate=1)[0], visible_after)
@@ -429,11 +437,10 @@ async def test_a_wake_up_ahead_of_its_row_is_claimed_again_soon(visible_after: f
 async def test_a_store_that_does_not_wake_early_waits_for_a_wake_up_or_the_poll() -> None:
     """Without ``wakes_early`` an empty claim is not repeated: the relay waits."""
     store, publisher = FakeStore(shard_count=1), FakePublisher()
-    store.wakes_every_commit = True
-    relay = ShardedRelay(store, publisher, settings(poll_interval=30.0, lease_ttl=30.0))
+    relay = woken_relay(store, publisher)
 
     async def body() -> None:
-        await wait_for(lambda: len(relay.shards) == 1 and store.calls["claim"] >= 1)
+        await every_shard_claimed(relay, store)
         await anyio.sleep(0.3)
         assert store.calls["claim"] == 1
 
