@@ -6,8 +6,9 @@ it counts as delivered only once the JetStream PubAck arrives (a duplicate ack g
 ``Delivered(duplicate=True)``).
 
 Order: at most one publish per aggregate awaits its PubAck at any time, many aggregates in
-parallel (at most ``max_in_flight``). Once a message of an aggregate fails, the later ones of
-that aggregate in the same call are not sent.
+parallel (at most ``max_in_flight``; :mod:`outboxkit_nats.sending`).
+Once a message of an aggregate fails, the later ones of that aggregate in the same call are
+not sent.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from outboxkit.closing import CLOSE_TIMEOUT, close_within
 from outboxkit.errors import InvalidMessageError, PublisherUnavailableError
 from outboxkit.message import Message, broker_headers, route
 from outboxkit.metrics import PublisherStats
-from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
+from outboxkit.protocols import Failed, Outcome
+from outboxkit_nats.acks import Acks
 from outboxkit_nats.connection import close_quietly, connect, mask_servers
 from outboxkit_nats.errors import StreamNotFoundError, classify, no_stream, permission_denied
+from outboxkit_nats.sending import Sending
 from outboxkit_nats.settings import NatsSettings
 from outboxkit_nats.subjects import check_subject, wire_size
 
@@ -65,7 +68,7 @@ class NatsPublisher:
         """Cumulative outcome counters."""
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
-        self._limiter = anyio.CapacityLimiter(settings.max_in_flight)
+        self._acks: Acks | None = None
         self._reopen = anyio.Lock()
         self._denied: dict[str, str] = {}
         self._last_error = ""
@@ -84,16 +87,18 @@ class NatsPublisher:
         try:
             js = client.jetstream(timeout=self.settings.publish_timeout)
             await self._check_stream(js)
+            acks = Acks(client)
+            await acks.open()
         except BaseException:
             await close_quietly(client)
             raise
-        self._client, self._js = client, js
+        self._client, self._js, self._acks = client, js, acks
 
     async def close(self) -> None:
         """Flush buffered publishes and disconnect, within
         :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds (then the connection is left
         behind: the relay publishes what it held again). Idempotent."""
-        client, self._client, self._js = self._client, None, None
+        client, self._client, self._js, self._acks = self._client, None, None, None
         if client is None or client.is_closed:
             return
 
@@ -200,48 +205,13 @@ class NatsPublisher:
             return self.stats.count(
                 [Failed(f"NATS unavailable: {exc}", retriable=True)] * len(messages)
             )
-        outcomes: list[Outcome | None] = [None] * len(messages)
-        by_aggregate: dict[str, list[int]] = {}
-        for index, message in enumerate(messages):
-            by_aggregate.setdefault(message.aggregate_id, []).append(index)
-        async with anyio.create_task_group() as tg:
-            for indexes in by_aggregate.values():
-                tg.start_soon(self._publish_aggregate, js, messages, indexes, outcomes)
+        assert self._acks is not None
+        sending = Sending(js, self._acks, self.settings, self._prepare, self._failure)
+        outcomes = await sending.run(messages)
+        self.stats.not_sent += sending.held_back
+        for subject in sending.acknowledged:
+            self._denied.pop(subject, None)
         return self.stats.count(outcomes)
-
-    async def _publish_aggregate(
-        self,
-        js: JetStreamContext,
-        messages: Sequence[Message],
-        indexes: list[int],
-        outcomes: list[Outcome | None],
-    ) -> None:
-        """Publish one aggregate's messages one after the other, stopping at a failure."""
-        failed: Message | None = None
-        for index in indexes:
-            message = messages[index]
-            if failed is not None:
-                self.stats.not_sent += 1
-                outcomes[index] = not_sent(failed)
-                continue
-            async with self._limiter:
-                outcome = await self._publish_one(js, message)
-            outcomes[index] = outcome
-            if isinstance(outcome, Failed):
-                failed = message
-
-    async def _publish_one(self, js: JetStreamContext, message: Message) -> Outcome:
-        try:
-            subject, headers = self._prepare(message)
-        except InvalidMessageError as exc:
-            return Failed(str(exc), retriable=False)
-        timeout = self.settings.publish_timeout
-        try:
-            ack = await js.publish(subject, message.payload, timeout=timeout, headers=headers)
-        except Exception as exc:
-            return await self._failure(js, exc, subject)
-        self._denied.pop(subject, None)
-        return Delivered(duplicate=bool(ack.duplicate))
 
     def _prepare(self, message: Message) -> tuple[str, dict[str, str]]:
         """Subject and headers of ``message``; InvalidMessageError if it cannot be sent."""
@@ -262,7 +232,7 @@ class NatsPublisher:
             )
         return subject, headers
 
-    async def _failure(self, js: JetStreamContext, exc: Exception, subject: str) -> Failed:
+    async def _failure(self, js: JetStreamContext, exc: BaseException, subject: str) -> Failed:
         timeout = self.settings.publish_timeout
         if isinstance(exc, TimeoutError) and subject in self._denied:
             return permission_denied(subject, self._denied[subject])
