@@ -219,7 +219,8 @@ class ShardWorker:
             self._next_due = None
 
     async def _relay(self, envelopes: list[Envelope]) -> None:
-        early = EarlyAcks(envelopes, self._ack) if self._reports else None
+        # a lone message's delivery ends the call: nothing to ack early (and a task saved)
+        early = EarlyAcks(envelopes, self._ack) if self._reports and len(envelopes) > 1 else None
         if early is None:
             outcomes = await self._publish(envelopes)
         else:
