@@ -50,6 +50,8 @@ from benchmarks.support.profiling import profiled
 from benchmarks.support.progress import progress, say
 from benchmarks.support.relay_in_process import relay_until
 from benchmarks.support.run_results import Bar, Measure
+from benchmarks.support.throughput_floor import KafkaSender
+from benchmarks.support.wal_floor import wal_floor
 from benchmarks.support.workload import make_messages
 from outboxkit.message import Message
 from outboxkit.relay.settings import RelaySettings
@@ -137,6 +139,10 @@ async def throughput(ctx: Context) -> None:
         settings = msgspec.structs.replace(backlog.settings, mode="wal")
         store = PostgresWalStore(settings)
         await store.migrate()
+        floor_slot = f"{store.slot_name}_floor"  # sees the same messages as the relay's
+        await backlog.pool.execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", floor_slot
+        )
         try:
             batch = make_messages(topic, size.messages, size.aggregates, size.payload_bytes)
             wal = PostgresWalOutbox(schema=settings.schema, table=settings.table)
@@ -163,11 +169,20 @@ async def throughput(ctx: Context) -> None:
                     relay_settings,
                 )
             await verify(ctx, broker, topic, batch, f"{SCENARIO} {step}")
+            floor_seconds = await _floor(ctx, store, floor_slot, batch)
         finally:
+            await backlog.pool.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = $1",
+                floor_slot,
+            )
             await store.drop_slot()
             await store.close()
-    rate = len(batch) / seconds
-    say(f"{SCENARIO} WAL-only pg -> kafka: {rate:,.0f} msg/s, raw {raw:,.0f} msg/s")
+    rate, floor = len(batch) / seconds, len(batch) / floor_seconds
+    say(
+        f"{SCENARIO} WAL-only pg -> kafka: {rate:,.0f} msg/s, floor {floor:,.0f} msg/s, "
+        f"raw {raw:,.0f} msg/s"
+    )
     ctx.results.measures.append(
         Measure(
             scenario=SCENARIO,
@@ -179,9 +194,31 @@ async def throughput(ctx: Context) -> None:
             ratio=rate / raw,
             ratio_label="x raw",
             bar=THROUGHPUT_BAR,
-            details={"messages": len(batch), "slot_readers": 1},
+            floor=floor,
+            floor_label="hand-written at-most-once slot reader",
+            floor_ratio=rate / floor,
+            details={"messages": len(batch), "slot_readers": 1, "floor_over_raw": floor / raw},
         )
     )
+
+
+async def _floor(ctx: Context, store: PostgresWalStore, slot: str, batch: list[Message]) -> float:
+    """Seconds the WAL-only floor (``benchmarks.support.wal_floor``) takes to send ``batch``
+    from its own slot to a fresh topic; the topic is checked like the relay's."""
+    broker = ctx.broker("kafka")
+    step = f"{SCENARIO} WAL-only pg -> kafka floor"
+    async with broker.destination("wal_floor") as topic:
+        async with progress(f"{step}: relay", len(batch)):
+            seconds = await wal_floor(
+                ctx.servers.postgres,
+                slot,
+                store.slot_name,
+                store.names.wal_prefix,
+                KafkaSender(ctx.servers.kafka, topic),
+                len(batch),
+            )
+        await verify(ctx, broker, topic, batch, step)
+    return seconds
 
 
 async def latency(ctx: Context) -> None:

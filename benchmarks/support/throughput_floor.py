@@ -93,11 +93,15 @@ class KafkaSender:
         return partition
 
     async def send(self, items: Sequence[Item]) -> None:
+        await asyncio.gather(*await self.enqueue(items))
+
+    async def enqueue(self, items: Sequence[Item]) -> list[asyncio.Future[Any]]:
+        """Hand ``items`` to the producer in order; their batches' delivery futures."""
         records = [
             (self._partition(key), key, payload, [(k, v.encode()) for k, v in headers])
             for key, payload, headers in items
         ]
-        await asyncio.gather(*await send_batches(self._producer, self._topic, records))
+        return await send_batches(self._producer, self._topic, records)
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -15,8 +15,10 @@ from outboxkit.protocols import DeadLetter, Envelope
 from outboxkit.sharding import aggregate_hash
 
 __all__ = [
+    "WalRow",
     "dead_letter_from_row",
     "decode_wal_messages",
+    "decode_wal_rows",
     "encode_wal_messages",
     "envelope_from_row",
     "writer_arguments",
@@ -99,17 +101,12 @@ def dead_letter_from_row(row: Mapping[str, Any]) -> DeadLetter:
 WAL_FORMAT = 1
 """Version of the body of a WAL-only logical decoding message (its first array element)."""
 
+WalRow = tuple[bytes, str, str, str, str | None, str | None, dict[str, str], bytes, str, datetime]
+"""One message of a WAL-only body: id (16 bytes), aggregate type, aggregate id, event type,
+topic, key, headers, payload, content type, created at."""
+
 _wal_encoder = msgspec.msgpack.Encoder()
-_wal_decoder = msgspec.msgpack.Decoder(
-    tuple[
-        int,
-        list[
-            tuple[
-                bytes, str, str, str, str | None, str | None, dict[str, str], bytes, str, datetime
-            ]
-        ],
-    ]
-)
+_wal_decoder = msgspec.msgpack.Decoder(tuple[int, list[WalRow]])
 
 
 def encode_wal_messages(messages: Sequence[Message]) -> bytes:
@@ -138,14 +135,19 @@ def encode_wal_messages(messages: Sequence[Message]) -> bytes:
     )
 
 
-def decode_wal_messages(body: bytes) -> list[Message]:
-    """The messages of a body made by :func:`encode_wal_messages` (validated when written)."""
+def decode_wal_rows(body: bytes) -> list[WalRow]:
+    """The rows of a body made by :func:`encode_wal_messages`, as its fields."""
     version, rows = _wal_decoder.decode(body)
     if version != WAL_FORMAT:
         raise ValueError(f"WAL message format {version} is not {WAL_FORMAT}: upgrade outboxkit")
+    return rows
+
+
+def decode_wal_messages(body: bytes) -> list[Message]:
+    """The messages of a body made by :func:`encode_wal_messages` (validated when written)."""
     put = force_setattr
     found = []
-    for i, at, ai, et, topic, key, headers, payload, ct, created in rows:
+    for i, at, ai, et, topic, key, headers, payload, ct, created in decode_wal_rows(body):
         message = _copy_template()
         put(message, "id", UUID(bytes=i))
         put(message, "aggregate_type", at)
