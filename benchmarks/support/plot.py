@@ -39,7 +39,10 @@ def _bars(ax: Axes, results: RunResults) -> None:
         return
     values = [headroom for _, headroom, _ in rows]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-    ax.barh([label for label, _, _ in rows], values, color=colors)
+    # one position per row: a measure with two bars (raw and floor) has two rows of one label,
+    # which matplotlib would draw at one categorical position
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
     for y, (_, _, text) in enumerate(rows):
         ax.text(0.02, y, text, va="center", fontsize=7)

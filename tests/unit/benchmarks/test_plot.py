@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from benchmarks.support.plot import plot
@@ -45,3 +46,22 @@ def test_plot_writes_a_png_for_any_subset(
     target = tmp_path / "results.png"
     plot(RunResults(started="now", size="smoke", measures=measures, latencies=latencies), target)
     assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_measure_with_two_bars_gets_two_rows_of_headroom() -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from benchmarks.support.plot import _bars
+
+    both = msgspec.structs.replace(
+        BARRED, floor=40e3, floor_ratio=0.6, floor_bar=Bar(op=">=", limit=0.9, text=">= 0.9")
+    )
+    fig, ax = plt.subplots()
+    try:
+        _bars(ax, RunResults(started="now", size="smoke", measures=[both]))
+        rows = sorted(p.get_y() for p in ax.patches if isinstance(p, Rectangle))
+        assert len(rows) == 2 and rows[0] != rows[1]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["1 throughput: pg -> kafka"] * 2
+    finally:
+        plt.close(fig)
