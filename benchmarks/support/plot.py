@@ -52,8 +52,13 @@ def _bars(ax: Axes, results: RunResults) -> None:
 
 
 def _throughput(ax: Axes, results: RunResults) -> None:
-    """Relay, floor and raw client rates of every pipeline of scenario 1."""
-    rows = [m for m in results.measures if m.scenario == THROUGHPUT and m.baseline is not None]
+    """Relay, floor and raw client rates of every pipeline of scenario 1 and of any other
+    relay rate measured against a raw client (scenario 9's WAL-only pg -> kafka)."""
+    rows = [
+        m
+        for m in results.measures
+        if m.baseline is not None and (m.scenario == THROUGHPUT or m.ratio_label == "x raw")
+    ]
     if not rows:
         _empty(ax, "Relay throughput against the raw client and the floor", "throughput scenario")
         return
