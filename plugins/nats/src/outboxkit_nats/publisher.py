@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from functools import partial
 
 import anyio
 import nats.errors
@@ -67,8 +68,8 @@ class NatsPublisher:
         self.stats = PublisherStats()
         """Cumulative outcome counters."""
         self._client: Client | None = None
-        self._js: JetStreamContext | None = None
-        self._acks: Acks | None = None
+        self._link: tuple[JetStreamContext, Acks] | None = None
+        """The connection's JetStream context and its PubAck subscription."""
         self._reopen = anyio.Lock()
         self._denied: dict[str, str] = {}
         self._last_error = ""
@@ -92,13 +93,13 @@ class NatsPublisher:
         except BaseException:
             await close_quietly(client)
             raise
-        self._client, self._js, self._acks = client, js, acks
+        self._client, self._link = client, (js, acks)
 
     async def close(self) -> None:
         """Flush buffered publishes and disconnect, within
         :data:`~outboxkit.closing.CLOSE_TIMEOUT` seconds (then the connection is left
         behind: the relay publishes what it held again). Idempotent."""
-        client, self._client, self._js, self._acks = self._client, None, None, None
+        client, self._client, self._link = self._client, None, None
         if client is None or client.is_closed:
             return
 
@@ -172,9 +173,10 @@ class NatsPublisher:
             raise PublisherUnavailableError("not connected to NATS")
         await self._client.flush()
 
-    async def _jetstream(self) -> JetStreamContext:
-        """The JetStream context, reconnecting if the connection was closed under us."""
-        if self._client is None or self._js is None:
+    async def _jetstream(self) -> tuple[JetStreamContext, Acks]:
+        """The JetStream context and PubAck subscription, reconnecting if the connection was
+        closed under us."""
+        if self._client is None or self._link is None:
             raise PublisherUnavailableError("the NATS publisher is not open: call open() first")
         if self._client.is_closed:
             async with self._reopen:
@@ -182,8 +184,8 @@ class NatsPublisher:
                     reason = self._client.last_error
                     log.warning("NATS connection was closed (%s); reconnecting", reason)
                     await self.open()
-        assert self._js is not None
-        return self._js
+        assert self._link is not None
+        return self._link
 
     async def _on_error(self, exc: Exception) -> None:
         match = _PUBLISH_DENIED.search(str(exc))
@@ -200,13 +202,12 @@ class NatsPublisher:
         if not messages:
             return []
         try:
-            js = await self._jetstream()
+            js, acks = await self._jetstream()
         except PublisherUnavailableError as exc:
             return self.stats.count(
                 [Failed(f"NATS unavailable: {exc}", retriable=True)] * len(messages)
             )
-        assert self._acks is not None
-        sending = Sending(js, self._acks, self.settings, self._prepare, self._failure)
+        sending = Sending(acks, self.settings, self._prepare, partial(self._failure, js))
         outcomes = await sending.run(messages)
         self.stats.not_sent += sending.held_back
         for subject in sending.acknowledged:

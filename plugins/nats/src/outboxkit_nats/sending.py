@@ -19,11 +19,10 @@ import asyncio  # nats-py runs on asyncio: PubAck futures are asyncio futures
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from nats.errors import TimeoutError as PubAckTimeout
-from nats.js.client import JetStreamContext
 
 from outboxkit.errors import InvalidMessageError
 from outboxkit.message import Message
@@ -39,21 +38,28 @@ ROOM_POLL = 0.005
 """Seconds between looks for room that other calls hold."""
 
 Prepare = Callable[[Message], tuple[str, dict[str, str]]]
-Failure = Callable[[JetStreamContext, BaseException, str], Awaitable[Failed]]
+Failure = Callable[[BaseException, str], Awaitable[Failed]]
+"""The failure of a message to a subject that raised, or was answered with, an error."""
+
+
+class _InFlight(NamedTuple):
+    """A message awaiting its PubAck."""
+
+    token: str
+    future: asyncio.Future[PubAck]
+    subject: str
+    sent: float
+    queue: deque[int]
+    """Its aggregate's indices still to send."""
 
 
 class Sending:
     """The outcomes of one call, filled in as its messages are acknowledged (module docs)."""
 
     def __init__(
-        self,
-        js: JetStreamContext,
-        acks: Acks,
-        settings: NatsSettings,
-        prepare: Prepare,
-        failure: Failure,
+        self, acks: Acks, settings: NatsSettings, prepare: Prepare, failure: Failure
     ) -> None:
-        self._js, self._acks = js, acks
+        self._acks = acks
         self._slots, self._timeout = settings.max_in_flight, settings.publish_timeout
         self._prepare, self._failure = prepare, failure
         self.acknowledged: set[str] = set()
@@ -64,10 +70,8 @@ class Sending:
         self._outcomes: list[Outcome | None] = []
         self._ready: deque[deque[int]] = deque()
         """Aggregates (their indices still to send) whose next message may leave."""
-        self._queues: dict[int, deque[int]] = {}
-        """Index of a message in flight -> its aggregate's indices still to send."""
-        self._pending: dict[int, tuple[str, asyncio.Future[PubAck], str, float]] = {}
-        """Index -> (token, PubAck future, subject, time sent), oldest first."""
+        self._pending: dict[int, _InFlight] = {}
+        """Index -> the message in flight, oldest first."""
         self._done: deque[int] = deque()
         self._wake: asyncio.Future[None] | None = None
 
@@ -94,10 +98,10 @@ class Sending:
                     if now - stalled_since < self._timeout:
                         await anyio.sleep(ROOM_POLL)
                     else:
-                        await self._stalled()
+                        self._stalled()
         finally:
-            for token, _, _, _ in self._pending.values():
-                self._acks.forget(token)  # the relay publishes the message again
+            for waiting in self._pending.values():
+                self._acks.forget(waiting.token)  # the relay publishes the message again
         return self._outcomes
 
     async def _send(self, queue: deque[int]) -> None:
@@ -112,10 +116,9 @@ class Sending:
         try:
             token, future = await self._acks.publish(subject, message.payload, headers)
         except Exception as exc:
-            self._fail(index, await self._failure(self._js, exc, subject), queue)
+            self._fail(index, await self._failure(exc, subject), queue)
             return
-        self._queues[index] = queue
-        self._pending[index] = (token, future, subject, anyio.current_time())
+        self._pending[index] = _InFlight(token, future, subject, anyio.current_time(), queue)
         future.add_done_callback(partial(self._acknowledged, index))
 
     def _acknowledged(self, index: int, _future: asyncio.Future[Any]) -> None:
@@ -126,8 +129,8 @@ class Sending:
 
     async def _wait(self) -> None:
         """Wait for a PubAck, or time out the oldest message in flight."""
-        index, (token, _, subject, sent) = next(iter(self._pending.items()))
-        left = sent + self._timeout - anyio.current_time()
+        index, oldest = next(iter(self._pending.items()))
+        left = oldest.sent + self._timeout - anyio.current_time()
         if left > 0:
             self._wake = asyncio.get_running_loop().create_future()
             try:
@@ -136,11 +139,10 @@ class Sending:
                 self._wake = None
             return
         del self._pending[index]
-        self._acks.forget(token)  # its callback finds it settled
-        failure = await self._failure(self._js, PubAckTimeout(), subject)
-        self._fail(index, failure, self._queues.pop(index))
+        self._acks.forget(oldest.token)  # its callback finds it settled
+        self._fail(index, await self._failure(PubAckTimeout(), oldest.subject), oldest.queue)
 
-    async def _stalled(self) -> None:
+    def _stalled(self) -> None:
         """No room within ``timeout``: the waiting aggregates fail (retriable)."""
         failure = Failed(
             f"{self._slots} publishes (max_in_flight) awaited their PubAck for "
@@ -152,19 +154,18 @@ class Sending:
             self._fail(queue.popleft(), failure, queue)
 
     async def _settle(self, index: int) -> None:
-        entry = self._pending.pop(index, None)
-        if entry is None:
+        done = self._pending.pop(index, None)
+        if done is None:
             return  # timed out and settled already
-        _, future, subject, _ = entry
-        queue = self._queues.pop(index)
+        future = done.future
         error = PubAckTimeout() if future.cancelled() else future.exception()
         if error is not None:
-            self._fail(index, await self._failure(self._js, error, subject), queue)
+            self._fail(index, await self._failure(error, done.subject), done.queue)
             return
         self._outcomes[index] = DUPLICATE if future.result().duplicate else DELIVERED
-        self.acknowledged.add(subject)
-        if queue:
-            self._ready.append(queue)
+        self.acknowledged.add(done.subject)
+        if done.queue:
+            self._ready.append(done.queue)
 
     def _fail(self, index: int, failure: Failed, queue: deque[int]) -> None:
         """Message ``index`` failed: its aggregate's later messages are not sent."""
