@@ -32,6 +32,7 @@ from contextlib import nullcontext
 import asyncpg
 import msgspec
 from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox, PostgresWalStore
+from outboxkit_postgres.slot import drop_slot
 
 from benchmarks.scenarios import latency as scenario_3
 from benchmarks.scenarios.throughput import baseline_rate, verify
@@ -171,11 +172,8 @@ async def throughput(ctx: Context) -> None:
             await verify(ctx, broker, topic, batch, f"{SCENARIO} {step}")
             floor_seconds = await _floor(ctx, store, floor_slot, batch)
         finally:
-            await backlog.pool.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = $1",
-                floor_slot,
-            )
+            async with backlog.pool.acquire() as conn:
+                await drop_slot(conn, floor_slot)
             await store.drop_slot()
             await store.close()
     rate, floor = len(batch) / seconds, len(batch) / floor_seconds
@@ -231,8 +229,8 @@ async def latency(ctx: Context) -> None:
         rounds = ctx.size.latency_rounds if held else 1
         runs: dict[Mode, list[scenario_3.Run]] = {mode: [] for mode in LATENCY_MODES}
         for n in range(1, rounds + 1):
+            numbered = n if rounds > 1 else 0
             for mode in LATENCY_MODES:
-                numbered = n if rounds > 1 else 0
                 runs[mode].append(
                     await scenario_3.measure(ctx, rate, mode, scenario=SCENARIO, round_no=numbered)
                 )
