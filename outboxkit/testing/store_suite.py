@@ -65,6 +65,25 @@ async def _expired_lease(store: Store, shard: int = 0) -> Lease:
     return lease
 
 
+RACERS = 8
+"""Owners :func:`_race_for` lets acquire one shard at the same moment."""
+
+
+async def _race_for(store: Store, shard: int) -> list[Lease]:
+    """The leases :data:`RACERS` owners acquiring ``shard`` concurrently were granted."""
+    won: list[Lease] = []
+
+    async def acquire(owner: str) -> None:
+        lease = await store.acquire(owner, shard, LONG_TTL)
+        if lease is not None:
+            won.append(lease)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(RACERS):
+            tg.start_soon(acquire, unique_name(f"racer{i}"))
+    return won
+
+
 async def _claim_when_due(store: Store, lease: Lease, deadline: float = 10.0) -> list[Envelope]:
     """Poll ``claim`` until it returns something (a retry delay passed), within ``deadline``."""
     with anyio.fail_after(deadline):
@@ -449,6 +468,18 @@ class StoreConformance:
     async def test_held_lease_cannot_be_taken(self, store: Store) -> None:
         await _lease(store, 1)
         assert await store.acquire(unique_name("intruder"), 1, LONG_TTL) is None
+
+    @pytest.mark.anyio
+    async def test_owners_racing_for_a_shard_get_it_once(self, store: Store) -> None:
+        """Relays starting together, or all seeing a lease expire, race for it: one wins."""
+        stale = await _expired_lease(store, 0)
+        for shard in range(store.shard_count):
+            won = await _race_for(store, shard)
+            assert len(won) == 1, f"{len(won)} owners acquired shard {shard} at once: {won}"
+            (lease,) = won
+            assert [i.owner for i in await store.leases() if i.shard == shard] == [lease.owner]
+            if shard == 0:
+                assert lease.token > stale.token
 
     @pytest.mark.anyio
     async def test_expired_lease_is_taken_over_with_higher_token(self, store: Store) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from outboxkit.errors import LeaseLostError
 from outboxkit.protocols import Lease, LeaseInfo
@@ -74,21 +75,45 @@ class Leases:
     async def acquire(self, owner: str, shard: int, ttl: float) -> Lease | None:
         now = await self.now()
         expires = now + timedelta(seconds=ttl)
-        leases = self._schema.leases
-        extended = await leases.find_one_and_update(
+        extended = await self._schema.leases.find_one_and_update(
             {"_id": shard, "owner": owner, "expires_at": {"$gt": now}},
             {"$set": {"expires_at": expires}},
             return_document=ReturnDocument.AFTER,
         )
-        if extended is None:
-            extended = await leases.find_one_and_update(
-                {"_id": shard, "$or": [{"owner": None}, {"expires_at": {"$lte": now}}]},
-                {"$set": {"owner": owner, "expires_at": expires}, "$inc": {"token": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-        if extended is None:
+        if extended is not None:
+            return Lease(shard=shard, owner=owner, token=int(extended["token"]))
+        return await self._take(owner, shard, now, expires)
+
+    async def _take(self, owner: str, shard: int, now: datetime, expires: datetime) -> Lease | None:
+        """Take a free or expired lease with the next token, which one owner alone claims.
+
+        The token is claimed by inserting ``<shard>:<token>`` into ``lease_claims``: a unique
+        key, so of owners racing for the shard exactly one gets it, also on servers that lose
+        concurrent updates of one document (FerretDB 1.x). A claim whose owner died before
+        updating the lease expires with the ttl it asked for.
+        """
+        free = await self._schema.leases.find_one(
+            {"_id": shard, "$or": [{"owner": None}, {"expires_at": {"$lte": now}}]}
+        )
+        if free is None:
             return None
-        return Lease(shard=shard, owner=owner, token=int(extended["token"]))
+        token = int(free.get("token", 0)) + 1
+        claims = self._schema.lease_claims
+        claim = f"{shard}:{token}"
+        doc = {"_id": claim, "shard": shard, "token": token, "owner": owner, "expires_at": expires}
+        try:
+            await claims.insert_one(doc)
+        except DuplicateKeyError:
+            await claims.delete_one({"_id": claim, "expires_at": {"$lte": now}})
+            return None
+        taken = await self._schema.leases.update_one(
+            {"_id": shard, "token": token - 1},
+            {"$set": {"owner": owner, "expires_at": expires, "token": token}},
+        )
+        await claims.delete_many({"shard": shard, "token": {"$lt": token}})
+        if not taken.matched_count:
+            return None
+        return Lease(shard=shard, owner=owner, token=token)
 
     async def renew(self, held: Sequence[Lease], ttl: float) -> list[Lease]:
         now = await self.now()

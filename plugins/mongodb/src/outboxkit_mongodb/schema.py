@@ -2,6 +2,9 @@
 
 * ``<prefix>meta``: one document ``{_id: "outboxkit", shard_count, schema_version}``;
 * ``<prefix>leases``: one document per shard ``{_id: shard, owner, token, expires_at}``;
+* ``<prefix>lease_claims``: ``{_id: "<shard>:<token>", shard, token, owner, expires_at}``, one
+  per takeover, so that one owner wins a token even where concurrent updates of one document
+  are lost (see ``outboxkit_mongodb.leases``); created by the first takeover if missing;
 * ``<prefix>instances``: relay heartbeats ``{_id: owner, expires_at}``;
 * ``<prefix>dead_letters``: ``{_id: message id, entry, collection, doc_id, shard, error, ...}``;
 * on every aggregate collection, the sparse claim index ``(<f>_shard, <f>_pending, <f>_since)``:
@@ -67,6 +70,10 @@ class Schema:
         return self.db[f"{self.prefix}leases"]
 
     @property
+    def lease_claims(self) -> AsyncCollection[Any]:
+        return self.db[f"{self.prefix}lease_claims"]
+
+    @property
     def instances(self) -> AsyncCollection[Any]:
         return self.db[f"{self.prefix}instances"]
 
@@ -80,7 +87,7 @@ class Schema:
     async def migrate(self, shard_count: int) -> int:
         """Create what is missing; return the stored shard count (fixed at first run)."""
         existing = set(await self.db.list_collection_names())
-        own = (self.meta, self.leases, self.instances, self.dead_letters)
+        own = (self.meta, self.leases, self.lease_claims, self.instances, self.dead_letters)
         for coll in (*own, *(self.aggregates(n) for n in self.collections)):
             if coll.name not in existing:
                 with suppress(CollectionInvalid):  # created concurrently
