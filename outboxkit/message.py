@@ -59,12 +59,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True):
+class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event to publish, written in the same transaction as the business change.
 
     ``payload`` holds encoded bytes; build messages with :meth:`Message.create` to encode a
     payload object as JSON. ``key`` defaults to ``aggregate_id``; ``topic`` may be left empty
-    when the publisher routes by a template.
+    when the publisher routes by a template. Messages are not tracked by the cyclic garbage
+    collector (``gc=False``): they hold only strings, bytes and scalars, and a relay keeps
+    thousands in flight.
     """
 
     aggregate_type: str

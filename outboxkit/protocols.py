@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A claimed message with the store's bookkeeping.
 
     ``position`` orders messages within a shard (Postgres: the sequence); ``attempts`` counts
@@ -46,6 +46,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     grows in the aggregate's commit order and is the same at every claim of the message; the
     relay sends it in the ``outboxkit-sequence`` header so consumers can tell an old event from
     a new one (Postgres and SQLite: the position; MongoDB: the entry's append count).
+    Not tracked by the cyclic garbage collector, like :class:`~outboxkit.message.Message`.
     """
 
     message: Message

@@ -19,13 +19,22 @@ from outboxkit.metrics import PublisherStats
 from outboxkit.protocols import Delivered, Failed, Outcome, not_sent
 from outboxkit_kafka.errors import not_acknowledged
 
-__all__ = ["DELIVERED", "Call", "Partitions", "Record", "record_size", "take_batch"]
+__all__ = ["DELIVERED", "Call", "Headers", "Partitions", "Record", "record_size", "take_batch"]
 
 DELIVERED = Delivered()
 
 
-class Record(msgspec.Struct):
-    """One message as a Kafka record of a known partition."""
+Headers = tuple[tuple[str, bytes], ...]
+"""A record's headers, values encoded."""
+
+
+class Record(msgspec.Struct, gc=False):
+    """One message as a Kafka record of a known partition.
+
+    Not tracked by the cyclic garbage collector (nothing it holds refers back to it); its
+    headers are a tuple, which the collector stops tracking (aiokafka takes a list: a copy is
+    made at append).
+    """
 
     index: int
     """Position of the message in the publish call."""
@@ -33,7 +42,7 @@ class Record(msgspec.Struct):
     topic: str
     partition: int
     key: bytes
-    headers: list[tuple[str, bytes]]
+    headers: Headers
     size: int
     """Upper bound of its size in a batch."""
     queued: asyncio.Future[object] | None = None
@@ -185,7 +194,7 @@ def take_batch(
         if limit is not None and members and builder.size() + record.size > limit:
             break
         value, headers = record.message.payload, record.headers
-        if append(key=record.key, value=value, timestamp=None, headers=headers) is None:
+        if append(key=record.key, value=value, timestamp=None, headers=list(headers)) is None:
             break  # full (the first record always fits)
         members.append(record)
         position += 1

@@ -245,7 +245,7 @@ class KafkaPublisher:
         if size > self.settings.max_request_size:
             call.fail(index, over_max_request_size(size, topic))
             return None
-        record = Record(index, message, topic, partitions.of(topic, key), key, headers, size)
+        record = Record(index, message, topic, partitions.of(topic, key), key, tuple(headers), size)
         waiting = self._sender.queued  # rarely any: skip hashing the id
         queued = waiting.get((message.id, topic)) if waiting else None
         if queued is not None and not queued.done():

@@ -157,7 +157,7 @@ class Sender:
                     record.message.payload,
                     key=record.key,
                     partition=partition,
-                    headers=record.headers,
+                    headers=list(record.headers),
                 )
             except Exception as exc:
                 call.fail_all([record], await self._failure(exc, topic))
