@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from outboxkit_kafka.batching import Record
 from outboxkit_postgres.codec import envelope_from_row
+from outboxkit_postgres.wal_relay import _Item, _Txn
 
 from outboxkit import Message
 from outboxkit.protocols import Envelope
@@ -62,3 +63,10 @@ def test_kafka_records_are_not_tracked() -> None:
     record = Record(0, message(), "orders", 0, b"o-1", (("a", b"b"),), 10)
 
     assert not gc.is_tracked(record)
+
+
+def test_messages_read_from_a_slot_are_not_tracked() -> None:
+    item = _Item(message(), _Txn(end_lsn=1, remaining=1, committed_at=datetime.now(UTC)))
+
+    assert not gc.is_tracked(item)
+    assert not gc.is_tracked(item.txn)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+import msgspec
 
 from outboxkit.message import Message
 from outboxkit.metrics import RelayMetrics
@@ -52,15 +53,16 @@ idle outbox never holds WAL back."""
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-@dataclass(eq=False, slots=True)
-class _Txn:
+class _Txn(msgspec.Struct, gc=False):
     end_lsn: int
     remaining: int
     committed_at: datetime
 
 
-@dataclass(eq=False, slots=True)
-class _Item:
+class _Item(msgspec.Struct, gc=False):
+    """A message read from the slot until it is settled; like the messages themselves, kept
+    out of the cyclic garbage collector (thousands are in flight)."""
+
     message: Message
     txn: _Txn
     attempts: int = 0
