@@ -32,7 +32,7 @@ from contextlib import nullcontext
 import asyncpg
 import msgspec
 from outboxkit_postgres import PostgresOutbox, PostgresWalOutbox, PostgresWalStore
-from outboxkit_postgres.slot import drop_slot
+from outboxkit_postgres.slot import drop_slot, ensure_slot
 
 from benchmarks.scenarios import latency as scenario_3
 from benchmarks.scenarios.throughput import baseline_rate, verify
@@ -141,9 +141,8 @@ async def throughput(ctx: Context) -> None:
         store = PostgresWalStore(settings)
         await store.migrate()
         floor_slot = f"{store.slot_name}_floor"  # sees the same messages as the relay's
-        await backlog.pool.execute(
-            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", floor_slot
-        )
+        async with backlog.pool.acquire() as conn:
+            await ensure_slot(conn, floor_slot, None)  # and a publication of messages only
         try:
             batch = make_messages(topic, size.messages, size.aggregates, size.payload_bytes)
             wal = PostgresWalOutbox(schema=settings.schema, table=settings.table)
@@ -210,7 +209,6 @@ async def _floor(ctx: Context, store: PostgresWalStore, slot: str, batch: list[M
             seconds = await wal_floor(
                 ctx.servers.postgres,
                 slot,
-                store.slot_name,
                 store.names.wal_prefix,
                 KafkaSender(ctx.servers.kafka, topic),
                 len(batch),

@@ -1,6 +1,7 @@
 """The WAL-only throughput floor of scenario 9: a hand-written at-most-once slot reader.
 
-One reader streams its own replication slot (created before the messages are emitted, so it
+One reader streams its own replication slot and publication (both named alike, as
+``outboxkit_postgres.slot.ensure_slot`` creates them before the messages are emitted, so it
 sees the same ones as the relay's) through the same psycopg2 replication connection the
 relay uses, keeps the logical decoding messages of the outbox's prefix, turns their rows
 straight into Kafka records (no ``Message``, no settlement, no order bookkeeping beyond the
@@ -46,12 +47,10 @@ def wal_items(body: bytes) -> list[Item]:
     return items
 
 
-async def wal_floor(
-    dsn: str, slot: str, publication: str, prefix: str, sender: KafkaSender, count: int
-) -> float:
+async def wal_floor(dsn: str, slot: str, prefix: str, sender: KafkaSender, count: int) -> float:
     """Send the first ``count`` outbox messages of ``slot`` to the broker; return the seconds
     from the first read to the last acknowledgement."""
-    stream = SlotStream(dsn, slot, publication, connect_timeout=10.0)
+    stream = SlotStream(dsn, slot, slot, connect_timeout=10.0)
     await stream.open()
     await sender.start()
     moved = 0
